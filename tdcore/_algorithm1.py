@@ -1,0 +1,742 @@
+"""Algorithm 1 of Wang, Wu, Lee, Ma & Ge (2020), batched over independent trials.
+
+Model ``T = sum_i a_i c_i^{l-2} u_i^{(x) l}``.  Initialisation ``u_i ~ delta Unif(S^{d-1})``,
+``a_i ~ Unif{-1, +1}``, ``c_i = sqrt(d (m + K)) / ||u_i||``, ``chat_i = 1 / ||u_i||``.
+Each of K epochs: re-initialise the column of smallest norm, then H iterations of
+
+    U' = U - eta grad_U f(U, C, Chat, A)          (C, Chat held fixed)
+    c_i, chat_i  <-  (||u_i|| / ||u'_i||) c_i, chat_i
+    c_i <- c_i / sqrt(d (m + K))  the first time ||u_i|| <= 2 sqrt(m + K) delta < ||u'_i||
+                                  since column i was (re)initialised (scalar mode switch)
+
+The loop runs on a leading batch axis so that B independent seeds of one
+configuration share every matrix product; ``algorithm1`` is the case B = 1.
+Random numbers come from one NumPy generator per trial, so trial b of a batch
+equals a single run with the same seed, on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from ._backend import get_backend, to_numpy
+from ._objective import FactoredTarget, fit_terms, make_target_operator
+from ._tensor import SymCP, check_target, norm, subspace_basis
+from ._validate import as_rng, check_dtype, check_float, check_int, check_seed
+
+__all__ = [
+    "algorithm1",
+    "algorithm1_batch",
+    "default_params",
+    "Params",
+    "Result",
+    "BatchResult",
+    "DivergenceError",
+]
+
+
+class DivergenceError(FloatingPointError):
+    """A run diverged (NaN, inf, or the objective grew by orders of magnitude).
+
+    Attributes
+    ----------
+    epoch, iteration : int
+        Where it happened (1-based epoch, 1-based iteration within the epoch).
+    state : dict
+        The last finite state (NumPy arrays ``U``, ``a``, ``c``, ``chat``, ``switched``),
+        i.e. the parameters before the step that diverged.
+    suggested_eta : float
+        A step size to try instead (a quarter of the one that diverged).
+    partial : Result or None
+        History up to the divergence.
+    """
+
+    def __init__(self, message, *, epoch, iteration, state, suggested_eta, partial=None):
+        super().__init__(message)
+        self.epoch, self.iteration, self.state = epoch, iteration, state
+        self.suggested_eta, self.partial = suggested_eta, partial
+
+
+@dataclass(frozen=True)
+class Params:
+    """The values an Algorithm 1 run actually used (see :func:`default_params`)."""
+
+    d: int
+    order: int
+    m: int
+    epochs: int
+    iters: int
+    delta: float
+    eta: float
+    lam: float
+    target_norm: float
+    switch_factor: float  # sqrt(d (m + K))
+    switch_threshold: float  # 2 sqrt(m + K) delta
+    reinit: bool = True
+    mode_switch: bool = True
+    polish: int = 0
+    tol: float | None = None
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, delta=None, eta=None, lam=None):
+    """The default rule for Algorithm 1's parameters, in terms of (d, l, m, ||T*||).
+
+    Every argument left as ``None`` is filled in:
+
+    * ``epochs  K = 2 m + 20``: every column can be re-initialised about twice.
+    * ``iters   H = 300``.
+    * ``eta     = 0.25 / (l^2 ||T*||)``.  After the mode switch a component of weight
+      ``w`` has curvature about ``l^2 w`` along its own direction and ``w <= ||T*||``,
+      so this keeps every fitted component at a quarter of the stability limit.
+    * ``lam     = 2e-3 ||T*||``: the regulariser's bias on a fitted component of
+      weight ``w`` is about ``lam`` (its fixed point is ``w - lam``), so it adds
+      roughly ``lam sqrt(r)`` to the relative error.
+    * ``delta``: before its switch a column's step is multiplied by the boost
+      ``beta = (d (m + K))^{(l-2)/2}``; one boosted step can therefore carry a column
+      from the threshold ``2 sqrt(m + K) delta`` to ``(1 + eta l beta ||T*||)`` times it.
+      ``delta`` is chosen so that even this overshoot leaves a component of weight at
+      most ``1e-4 ||T*||`` after the switch:
+      ``delta = 1e-2 sqrt(||T*||) / (2 sqrt(m + K) (1 + eta l beta ||T*||))``, capped at 1e-3.
+      This is what keeps l = 4 stable where a fixed delta and a step that works at
+      l = 3 diverge.
+
+    The sweep behind these numbers is ``benchmarks/default_rule_sweep.py``, its
+    results in ``results/default_rule_sweep.json``.
+    """
+    d = check_int("d", d, minimum=1)
+    order = check_int("order", order, minimum=2)
+    m = check_int("m", m, minimum=1)
+    tn = check_float("target_norm", target_norm, positive=True)
+    K = check_int("epochs", epochs, minimum=1, allow_none=True)
+    H = check_int("iters", iters, minimum=1, allow_none=True)
+    if K is None:
+        K = 2 * m + 20
+    if H is None:
+        H = 300
+    if eta is None:
+        eta = 0.25 / (order**2 * tn)
+    eta = check_float("eta", eta, positive=True)
+    if lam is None:
+        lam = 2e-3 * tn
+    lam = check_float("lam", lam, nonnegative=True)
+    M = m + K
+    boost = (d * M) ** ((order - 2) / 2)
+    if delta is None:
+        delta = min(1e-3, 1e-2 * math.sqrt(tn) / (2 * math.sqrt(M) * (1 + eta * order * boost * tn)))
+    delta = check_float("delta", delta, positive=True)
+    return Params(d=d, order=order, m=m, epochs=K, iters=H, delta=delta, eta=eta, lam=lam, target_norm=tn,
+                  switch_factor=math.sqrt(d * M), switch_threshold=2 * math.sqrt(M) * delta)
+
+
+@dataclass
+class Result:
+    """Outcome of one Algorithm 1 run.
+
+    Attributes
+    ----------
+    model : SymCP
+        ``sum_i a_i c_i^{l-2} u_i^{(x) l}`` (NumPy arrays unless ``return_numpy=False``).
+    history : dict
+        Per-epoch lists: ``epoch``, ``rel_error``, ``objective``, ``regularizer``,
+        ``n_switches``, ``reinit_index``, ``f_before_reinit``, ``f_after_reinit``,
+        ``pb_norm2`` (``||P_B U||_F^2``, when the target's subspace is known), ``elapsed``;
+        ``iterations``: per-iteration records at the requested stride; ``polish``:
+        records of the optional final polish.
+    params : Params
+        The parameter values used.
+    state : dict
+        Final raw state (``U``, ``a``, ``c``, ``chat``, ``switched``) as NumPy arrays.
+    interrupted : bool
+        True when the run was stopped by Ctrl-C (the result is partial).
+    """
+
+    model: SymCP
+    history: dict
+    params: Params
+    state: dict
+    interrupted: bool = False
+    seed: object = None
+
+    @property
+    def rel_error(self):
+        """Relative error of the final model (last recorded value)."""
+        if self.history.get("polish"):
+            return self.history["polish"][-1]["rel_error"]
+        return self.history["rel_error"][-1] if self.history["rel_error"] else float("nan")
+
+
+@dataclass
+class BatchResult:
+    """Outcome of B trials run together: ``results[b]`` is a :class:`Result`."""
+
+    results: list
+    params: Params
+    elapsed: float
+    interrupted: bool = False
+    diverged: list = field(default_factory=list)
+
+    @property
+    def rel_errors(self):
+        return np.array([r.rel_error for r in self.results])
+
+
+def _unit_columns(rng, d, k):
+    X = rng.standard_normal((d, k))
+    return X / np.linalg.norm(X, axis=0, keepdims=True)
+
+
+class _Run:
+    """The batched state machine behind algorithm1 and algorithm1_batch."""
+
+    def __init__(self, targets, p, rngs, be, dtype, *, basis=None, record_every=None, callback=None,
+                 divergence="raise", blowup=1e4):
+        self.p, self.rngs, self.be, self.xp, self.dtype = p, rngs, be, be.xp, dtype
+        self.B = len(rngs)
+        self.tgt = targets  # internal operator, batch-aware
+        self.basis = basis  # (B, d, k) orthonormal bases of S, or None
+        self.record_every, self.callback = record_every, callback
+        self.divergence, self.blowup = divergence, blowup
+        self.epoch = 0
+        self.active = np.ones(self.B, dtype=bool)
+        self.hist = [_empty_history() for _ in range(self.B)]
+        self.fresh = np.zeros(self.B, dtype=int)  # latest re-initialised column per trial
+
+    # -- state ---------------------------------------------------------------------
+    def init_state(self):
+        p, xp, d, m = self.p, self.xp, self.p.d, self.p.m
+        U = np.empty((self.B, d, m))
+        a = np.empty((self.B, m))
+        for b, rng in enumerate(self.rngs):
+            U[b] = p.delta * _unit_columns(rng, d, m)
+            a[b] = rng.choice([-1.0, 1.0], size=m)
+        self.U = xp.asarray(U, dtype=self.dtype)
+        self.a = xp.asarray(a, dtype=self.dtype)
+        nrm = xp.sqrt(xp.sum(self.U * self.U, axis=-2))
+        self.c = self._c_init() / nrm
+        self.chat = 1.0 / nrm
+        self.switched = xp.zeros((self.B, m), dtype=bool)
+
+    def _c_init(self):
+        return self.p.switch_factor if self.p.mode_switch else 1.0
+
+    def state_numpy(self, b=None):
+        arrs = {k: to_numpy(getattr(self, k)) for k in ("U", "a", "c", "chat", "switched")}
+        if b is None:
+            return arrs
+        return {k: v[b].copy() for k, v in arrs.items()}
+
+    def load_state(self, st):
+        xp = self.xp
+        for k in ("U", "a", "c", "chat"):
+            setattr(self, k, xp.asarray(st[k], dtype=self.dtype))
+        self.switched = xp.asarray(st["switched"], dtype=bool)
+
+    # -- pieces --------------------------------------------------------------------
+    def weights(self, c=None):
+        return self.a * (self.c if c is None else c) ** (self.p.order - 2)
+
+    def evaluate(self, U=None, c=None, chat=None):
+        """(objective, fit, regularizer, model_norm2, grad_U) at the given or current state."""
+        xp, p = self.xp, self.p
+        U = self.U if U is None else U
+        c = self.c if c is None else c
+        chat = self.chat if chat is None else chat
+        l = p.order
+        fit, gU, _, _ = fit_terms(U, self.a * c ** (l - 2), self.tgt)
+        nrm = xp.sqrt(xp.sum(U * U, axis=-2))
+        reg = p.lam * xp.sum(chat ** (l - 2) * nrm**l, axis=-1)
+        gU = gU + (p.lam * l) * U * (chat ** (l - 2) * nrm ** (l - 2))[:, None, :]
+        return fit + reg, fit, reg, gU, nrm
+
+    def reinit(self):
+        p, xp = self.p, self.xp
+        nrm = to_numpy(xp.sqrt(xp.sum(self.U * self.U, axis=-2)))
+        j = np.argmin(nrm, axis=1)
+        newu = np.empty((self.B, p.d))
+        newa = np.empty(self.B)
+        for b, rng in enumerate(self.rngs):
+            newu[b] = p.delta * _unit_columns(rng, p.d, 1)[:, 0]
+            newa[b] = rng.choice([-1.0, 1.0])
+        idx = np.arange(self.B)
+        act = self.active
+        U = to_numpy(self.U).copy() if self.be.name != "numpy" else self.U.copy()
+        # only active trials are re-initialised; frozen (diverged) ones keep their state
+        U[idx[act], :, j[act]] = newu[act]
+        self.U = xp.asarray(U)
+        for name, val in (("a", newa), ("c", np.full(self.B, self._c_init() / p.delta)),
+                          ("chat", np.full(self.B, 1.0 / p.delta))):
+            arr = getattr(self, name)
+            arr[xp.asarray(idx[act]), xp.asarray(j[act])] = xp.asarray(val[act], dtype=self.dtype)
+        self.switched[xp.asarray(idx[act]), xp.asarray(j[act])] = False
+        self.fresh = np.where(act, j, self.fresh)
+        return j
+
+    def step(self):
+        """One iteration.  Returns (objective before the step, #switches, new state tuple)."""
+        xp, p = self.xp, self.p
+        f, fit, reg, gU, nrm = self.evaluate()
+        act = xp.asarray(self.active)
+        gU = gU * act[:, None, None]
+        U2 = self.U - p.eta * gU
+        nrm2 = xp.sqrt(xp.sum(U2 * U2, axis=-2))
+        ratio = nrm / nrm2
+        c2 = self.c * ratio
+        chat2 = self.chat * ratio
+        nsw = xp.zeros(self.B, dtype=xp.int64)
+        switched2 = self.switched
+        if p.mode_switch:
+            thr = p.switch_threshold
+            sw = (~self.switched) & (nrm <= thr) & (nrm2 > thr)
+            c2 = xp.where(sw, c2 / p.switch_factor, c2)
+            switched2 = self.switched | sw
+            nsw = xp.sum(sw, axis=-1)
+        return f, fit, reg, nsw, (U2, c2, chat2, switched2)
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, *, progress=False, checkpoint=None, checkpoint_every=1, tol=None, t0=None, on_epoch=None):
+        p, xp = self.p, self.xp
+        t0 = time.perf_counter() if t0 is None else t0
+        f_ref = None
+        bar = _progress(progress, p.epochs, initial=self.epoch)
+        interrupted = False
+        try:
+            while self.epoch < p.epochs:
+                k = self.epoch + 1
+                f_before = to_numpy(self.evaluate()[0])
+                j = self.reinit() if p.reinit else np.full(self.B, -1)
+                f_after = to_numpy(self.evaluate()[0])
+                if f_ref is None:
+                    f_ref = np.maximum(f_before, 0.5 * to_numpy(self.tgt.norm2) * np.ones(self.B))
+                nsw_epoch = np.zeros(self.B, dtype=int)
+                for t in range(1, p.iters + 1):
+                    f, fit, reg, nsw, new = self.step()
+                    self._check_divergence(new, f_ref, k, t)
+                    if self.record_every and (t - 1) % self.record_every == 0:
+                        self._record_iteration(k, t, f, fit, new)
+                    self.U, self.c, self.chat, self.switched = new
+                    nsw_epoch += to_numpy(nsw)
+                f, fit, reg, _, nrm = self.evaluate()
+                f, fit, reg = to_numpy(f), to_numpy(fit), to_numpy(reg)
+                rel = np.sqrt(np.maximum(2 * fit, 0) / to_numpy(self.tgt.norm2 * xp.ones(self.B)))
+                pb = self._pb_norm2()
+                el = time.perf_counter() - t0
+                for b in range(self.B):
+                    h = self.hist[b]
+                    h["epoch"].append(k)
+                    h["rel_error"].append(float(rel[b]))
+                    h["objective"].append(float(f[b]))
+                    h["regularizer"].append(float(reg[b]))
+                    h["n_switches"].append(int(nsw_epoch[b]))
+                    h["reinit_index"].append(int(j[b]))
+                    h["f_before_reinit"].append(float(f_before[b]))
+                    h["f_after_reinit"].append(float(f_after[b]))
+                    h["pb_norm2"].append(None if pb is None else float(pb[b]))
+                    h["elapsed"].append(el)
+                self.epoch = k
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(rel_error=f"{np.nanmedian(rel):.3g}")
+                stop = False
+                if self.callback is not None:
+                    stop = bool(self.callback(self._epoch_info(rel)))
+                if on_epoch is not None:
+                    on_epoch(self)
+                if checkpoint and (k % checkpoint_every == 0 or k == p.epochs):
+                    _save_checkpoint(checkpoint, self, t0)
+                if tol is not None and np.all(rel[self.active] <= tol):
+                    stop = True
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        return interrupted
+
+    def _epoch_info(self, rel):
+        return {"epoch": self.epoch, "rel_error": rel.copy(), "state": self.state_numpy(), "params": self.p,
+                "history": self.hist}
+
+    def _pb_norm2(self):
+        if self.basis is None:
+            return None
+        Q = self.basis
+        PU = self.U - Q @ (Q.swapaxes(-1, -2) @ self.U)
+        return to_numpy(self.xp.sum(PU * PU, axis=(-1, -2)))
+
+    def _record_iteration(self, k, t, f, fit, new):
+        xp = self.xp
+        U2, c2 = new[0], new[1]
+        s_old = self.weights()
+        s_new = self.a * c2 ** (self.p.order - 2)
+        # ||T_t - T_{t-1}||_F^2 via Gram matrices of [U_new, U_old]
+        W = xp.concatenate([U2, self.U], axis=-1)
+        w = xp.concatenate([s_new, -s_old], axis=-1)
+        G = W.swapaxes(-1, -2) @ W
+        change = xp.sqrt(xp.maximum(xp.sum(w[:, :, None] * G**self.p.order * w[:, None, :], axis=(-1, -2)), 0))
+        idx = xp.asarray(self.fresh)
+        ar = xp.arange(self.B)
+        fresh_u = self.U[ar, :, idx]  # (B, d)
+        rec_f, rec_fit, rec_ch = to_numpy(f), to_numpy(fit), to_numpy(change)
+        fresh_norm = to_numpy(xp.sqrt(xp.sum(fresh_u * fresh_u, axis=-1)))
+        if self.basis is not None:
+            proj = (self.basis.swapaxes(-1, -2) @ fresh_u[:, :, None])[:, :, 0]
+            fresh_ps = to_numpy(xp.sqrt(xp.sum(proj * proj, axis=-1)))
+        else:
+            fresh_ps = None
+        n2 = to_numpy(self.tgt.norm2 * xp.ones(self.B))
+        for b in range(self.B):
+            self.hist[b]["iterations"].append({
+                "epoch": k, "iteration": t, "objective": float(rec_f[b]), "fit": float(rec_fit[b]),
+                "rel_error": math.sqrt(max(2 * rec_fit[b], 0) / n2[b]), "step_change": float(rec_ch[b]),
+                "fresh_index": int(self.fresh[b]), "fresh_norm": float(fresh_norm[b]),
+                "fresh_ps_norm": None if fresh_ps is None else float(fresh_ps[b])})
+
+    def _check_divergence(self, new, f_ref, k, t):
+        xp = self.xp
+        U2 = new[0]
+        f2 = to_numpy(self.evaluate(U2, new[1], new[2])[0]) if self._needs_full_check(U2) else None
+        if f2 is None:
+            return
+        bad = ~np.isfinite(f2) | (f2 > self.blowup * f_ref)
+        bad &= self.active
+        if not bad.any():
+            return
+        if self.divergence == "raise":
+            b = int(np.flatnonzero(bad)[0])
+            raise DivergenceError(
+                f"Algorithm 1 diverged in epoch {k}, iteration {t} (trial {b}): the objective became "
+                f"{f2[b]:.3g} (reference {f_ref[b]:.3g}) with eta={self.p.eta:g}. Try eta={self.p.eta / 4:g} "
+                "or a smaller delta.",
+                epoch=k, iteration=t, state=self.state_numpy(b), suggested_eta=self.p.eta / 4)
+        # "freeze": keep the last finite state of the diverged trials and stop updating them
+        keep = xp.asarray(bad)
+        U2, c2, chat2, sw2 = new
+        new_state = (xp.where(keep[:, None, None], self.U, U2), xp.where(keep[:, None], self.c, c2),
+                     xp.where(keep[:, None], self.chat, chat2), xp.where(keep[:, None], self.switched, sw2))
+        new[:] = list(new_state) if isinstance(new, list) else new_state
+        self.U, self.c, self.chat, self.switched = new_state
+        self.active = self.active & ~bad
+        for b in np.flatnonzero(bad):
+            self.hist[b]["diverged_at"] = (k, t)
+
+    def _needs_full_check(self, U2):
+        # The new objective is what the next step computes anyway; checking the norms
+        # here is cheap and catches NaN/inf and blow-ups in the iteration they happen.
+        xp = self.xp
+        n = xp.sum(U2 * U2)
+        return (not bool(xp.isfinite(n))) or bool(n > self._norm_guard())
+
+    def _norm_guard(self):
+        if not hasattr(self, "_guard"):
+            # a healthy model has sum ||u_i||^2 = O(1/lam + ||T*||) after the switch;
+            # pre-switch columns are tiny.  100x that bound triggers the full check.
+            tn = self.p.target_norm
+            self._guard = 100.0 * (self.p.m * max(tn, 1.0) + (tn / max(self.p.lam, 1e-12)))
+        return self._guard
+
+
+def _empty_history():
+    keys = ("epoch", "rel_error", "objective", "regularizer", "n_switches", "reinit_index", "f_before_reinit",
+            "f_after_reinit", "pb_norm2", "elapsed", "iterations", "polish")
+    return {k: [] for k in keys}
+
+
+def _progress(enabled, total, initial=0):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="Algorithm 1", unit="epoch")
+
+
+# -- checkpoints ---------------------------------------------------------------------
+def _save_checkpoint(path, run, t0):
+    st = run.state_numpy()
+    meta = {
+        "params": run.p.to_dict(),
+        "epoch": run.epoch,
+        "rng": [r.bit_generator.state for r in run.rngs],
+        "history": run.hist,
+        "active": run.active.tolist(),
+        "fresh": run.fresh.tolist(),
+        "elapsed": time.perf_counter() - t0,
+        "dtype": str(np.dtype(run.dtype)),
+    }
+    tmp = str(path) + ".tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, meta=np.array(json.dumps(meta, default=_json_default)), **st)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def _load_checkpoint(path):
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        st = {k: z[k] for k in ("U", "a", "c", "chat", "switched")}
+    return meta, st
+
+
+# -- public API ----------------------------------------------------------------------
+def _prepare_targets(targets, be, dtype):
+    """Stack B targets (all SymCP of one shape, or one shared target) into an operator."""
+    if len(targets) == 1 or all(t is targets[0] for t in targets):
+        t = targets[0]
+        op = make_target_operator(t, be, dtype)
+        if isinstance(op, FactoredTarget):
+            op = FactoredTarget(op.V[None], op.w[None], op.order)
+        else:
+            op.norm2 = op.norm2  # dense: shared, contract() loops over the batch
+        bases = [subspace_basis(t)] * len(targets) if isinstance(t, SymCP) else None
+        return op, bases
+    if not all(isinstance(t, SymCP) for t in targets):
+        raise TypeError("a batch of different targets must all be tdcore.SymCP (dense targets can only be shared)")
+    shapes = {(t.d, t.m, t.order) for t in targets}
+    if len(shapes) != 1:
+        raise ValueError(f"all targets of a batch must have the same (d, r, order), got {sorted(shapes)}")
+    V = np.stack([to_numpy(t.factors) for t in targets])
+    w = np.stack([to_numpy(t.weights) for t in targets])
+    op = FactoredTarget(be.asarray(V, dtype), be.asarray(w, dtype), targets[0].order)
+    return op, [subspace_basis(t) for t in targets]
+
+
+def _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol):
+    d, order = target.shape[0], len(target.shape)
+    p = default_params(d, order, m, norm(target), epochs=epochs, iters=iters, delta=delta, eta=eta, lam=lam)
+    polish = check_int("polish", polish, minimum=0)
+    tol = check_float("tol", tol, positive=True, allow_none=True)
+    return Params(**{**p.to_dict(), "reinit": bool(reinit), "mode_switch": bool(mode_switch), "polish": polish,
+                     "tol": tol})
+
+
+def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, eta=None, lam=None,
+                     backend="auto", dtype=None, reinit=True, mode_switch=True, polish=0, tol=None,
+                     record_every=None, callback=None, divergence="freeze", progress=False, return_numpy=True):
+    """Run B independent trials of Algorithm 1 together (batched matrix products).
+
+    Parameters
+    ----------
+    targets : SymCP, dense array, or sequence of B SymCP of equal shape
+        One shared target, or one target per trial.
+    m : int
+        Number of components.
+    seeds : sequence of int
+        One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``.
+    divergence : {"freeze", "raise"}
+        ``"freeze"`` stops updating a diverged trial and keeps its last finite state
+        (marked ``history["diverged_at"]``); ``"raise"`` raises :class:`DivergenceError`.
+    Other parameters
+        As :func:`algorithm1`.
+
+    Returns
+    -------
+    BatchResult
+    """
+    if divergence not in ("freeze", "raise"):
+        raise ValueError(f"divergence must be 'freeze' or 'raise', got {divergence!r}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one trial")
+    if isinstance(targets, (list, tuple)):
+        targets = [check_target(t) for t in targets]
+        if len(targets) != len(seeds):
+            raise ValueError(f"got {len(targets)} targets for {len(seeds)} seeds; give one target or one per seed")
+    else:
+        targets = [check_target(targets)] * len(seeds)
+    m = check_int("m", m, minimum=1)
+    p = _make_params(targets[0], m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
+    be = get_backend(backend)
+    dt = check_dtype(dtype)
+    rec = check_int("record_every", record_every, minimum=1, allow_none=True)
+    op, bases = _prepare_targets(targets, be, dt)
+    basis = None if bases is None else be.asarray(np.stack(bases), dt) if len({b.shape for b in bases}) == 1 else None
+    rngs = [as_rng(check_seed(s)) for s in seeds]
+    run = _Run(op, p, rngs, be, dt, basis=basis, record_every=rec, callback=callback, divergence=divergence)
+    t0 = time.perf_counter()
+    run.init_state()
+    interrupted = run.run(progress=progress, tol=p.tol, t0=t0)
+    if p.polish and not interrupted:
+        _polish(run, p.polish)
+    results = _collect(run, return_numpy, seeds)
+    return BatchResult(results=results, params=p, elapsed=time.perf_counter() - t0, interrupted=interrupted,
+                       diverged=[b for b in range(run.B) if not run.active[b]])
+
+
+def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=None, seed=None, backend="auto",
+               dtype=None, reinit=True, mode_switch=True, polish=0, tol=None, record_every=None, callback=None,
+               progress=False, checkpoint=None, checkpoint_every=1, resume=True, return_numpy=True):
+    """Algorithm 1 of Wang et al. (2020): over-parameterised tensor decomposition.
+
+    Parameters
+    ----------
+    target : SymCP or dense symmetric array of shape (d,)*l
+        The tensor ``T*`` to fit.
+    m : int
+        Number of components (``m >= 1``).
+    epochs, iters, delta, eta, lam : optional
+        K, H, the initialisation radius, the step size and the regularisation
+        strength.  ``None`` takes :func:`default_params`' rule.
+    seed : int or numpy.random.Generator, optional
+    backend : {"auto", "numpy", "cupy"}
+    dtype : float64 (default) or float32
+    reinit, mode_switch : bool
+        Ablation switches: turn off re-initialisation, or the scalar mode switch
+        (then ``c_i = 1/||u_i||`` from the start, no boost).  ``lam=0`` removes
+        the regulariser.
+    polish : int
+        Beyond the paper: after the K epochs, this many plain gradient steps on
+        the fit with ``lam = 0`` and no re-initialisation, preceded by a
+        least-squares refit of the weights; removes the O(lam) error floor.
+    tol : float, optional
+        Stop early once the relative error is at most ``tol`` (checked per epoch).
+    record_every : int, optional
+        Record per-iteration values every this many iterations.
+    callback : callable, optional
+        ``callback(info)`` after each epoch with a dict (``epoch``, ``rel_error``,
+        ``state``, ``params``, ``history``); returning True stops the run.
+    progress : bool
+        Show a tqdm progress bar.
+    checkpoint : path, optional
+        Save the state every ``checkpoint_every`` epochs; when the file exists and
+        ``resume`` is true the run continues from it and gives exactly the result
+        of an uninterrupted run with the same seed.
+    return_numpy : bool
+        Return NumPy arrays (default) rather than backend arrays.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    DivergenceError
+        In the iteration where the objective becomes non-finite or grows by
+        orders of magnitude; carries the last finite state and a suggested step.
+    KeyboardInterrupt is caught: the partial result is returned with
+    ``interrupted=True``.
+    """
+    target = check_target(target)
+    m = check_int("m", m, minimum=1)
+    seed = check_seed(seed)
+    p = _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
+    be = get_backend(backend)
+    dt = check_dtype(dtype)
+    rec = check_int("record_every", record_every, minimum=1, allow_none=True)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    op, bases = _prepare_targets([target], be, dt)
+    basis = None if bases is None else be.asarray(np.stack(bases), dt)
+    rng = as_rng(seed)
+    run = _Run(op, p, [rng], be, dt, basis=basis, record_every=rec, callback=callback, divergence="raise")
+    t0 = time.perf_counter()
+    if checkpoint and resume and os.path.exists(checkpoint):
+        meta, st = _load_checkpoint(checkpoint)
+        saved = Params(**meta["params"])
+        if saved != p:
+            raise ValueError(f"checkpoint {checkpoint} was written with different parameters:\n  saved: {saved}\n"
+                             f"  now:   {p}\nDelete it or pass resume=False.")
+        if meta["dtype"] != str(np.dtype(dt)):
+            raise ValueError(f"checkpoint {checkpoint} used dtype {meta['dtype']}, this run {np.dtype(dt)}")
+        run.load_state(st)
+        run.epoch = meta["epoch"]
+        run.rngs[0].bit_generator.state = meta["rng"][0]
+        run.hist = meta["history"]
+        run.fresh = np.array(meta["fresh"], dtype=int)
+        t0 -= meta["elapsed"]
+    else:
+        run.init_state()
+    try:
+        interrupted = run.run(progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every, tol=p.tol,
+                              t0=t0)
+    except DivergenceError as exc:
+        exc.partial = _collect(run, True, [seed])[0]
+        raise
+    if p.polish and not interrupted:
+        _polish(run, p.polish)
+    res = _collect(run, return_numpy, [seed])[0]
+    res.interrupted = interrupted
+    return res
+
+
+def _collect(run, return_numpy, seeds):
+    out = []
+    st = run.state_numpy()
+    s_all = run.weights()
+    for b in range(run.B):
+        if return_numpy:
+            model = SymCP(to_numpy(s_all)[b], st["U"][b], run.p.order)
+        else:
+            model = SymCP(s_all[b], run.U[b], run.p.order)
+        out.append(Result(model=model, history=run.hist[b], params=run.p,
+                          state={k: v[b] for k, v in st.items()}, seed=seeds[b]))
+    return out
+
+
+def _polish(run, steps):
+    """Beyond the paper: remove the O(lam) floor of the regulariser.
+
+    The weights are refitted by least squares (``G^{o l} s = (T*(u_i, ..., u_i))_i``),
+    written back in the 2-homogeneous form (``a_i = sign s_i``, ``c_i = chat_i = 1/||u_i||``
+    after rescaling ``u_i``), and then Algorithm 1's own iteration continues with
+    ``lam = 0``, no re-initialisation and no mode switch; a last refit ends it.
+    """
+    xp, p = run.xp, run.p
+    l = p.order
+    n2 = run.tgt.norm2 * xp.ones(run.B)
+    act = xp.asarray(run.active)
+
+    def refit_and_normalise():
+        G = run.U.swapaxes(-1, -2) @ run.U
+        A = G**l
+        rhs = xp.sum(run.U * run.tgt.contract(run.U), axis=-2)
+        ridge = 1e-12 * xp.max(xp.abs(A), axis=(-1, -2))[:, None, None] * xp.eye(p.m, dtype=A.dtype)
+        s = xp.linalg.solve(A + ridge, rhs[..., None])[..., 0]
+        s = xp.where(act[:, None], s, run.weights())
+        nrm = xp.sqrt(xp.sum(run.U * run.U, axis=-2))
+        # s_i u_i^{(x)l} = a_i ||v_i||^{2-l} v_i^{(x)l} with v_i = alpha_i u_i
+        alpha = xp.maximum(xp.sqrt(xp.abs(s) * nrm ** (l - 2)), 1e-150)
+        run.U = run.U * alpha[:, None, :]
+        run.a = xp.where(s >= 0, 1.0, -1.0).astype(run.dtype)
+        nv = xp.maximum(alpha * nrm, 1e-300)
+        run.c, run.chat = 1.0 / nv, 1.0 / nv
+        run.switched = xp.ones_like(run.switched)
+
+    def record(t):
+        fit = fit_terms(run.U, run.weights(), run.tgt)[0]
+        rel = to_numpy(xp.sqrt(xp.maximum(2 * fit, 0) / n2))
+        for b in range(run.B):
+            run.hist[b]["polish"].append({"step": t, "rel_error": float(rel[b])})
+
+    saved = run.p
+    run.p = replace(p, lam=0.0, mode_switch=False)
+    try:
+        refit_and_normalise()
+        record(0)
+        every = max(1, steps // 50)
+        for t in range(1, steps + 1):
+            _, _, _, _, new = run.step()
+            run.U, run.c, run.chat, run.switched = new
+            if t % every == 0 and t < steps:
+                record(t)
+        refit_and_normalise()
+        record(steps)
+    finally:
+        run.p = saved

@@ -1,0 +1,175 @@
+"""Objectives and gradients, written as Gram-matrix powers.
+
+Model ``T = sum_i s_i u_i^{(x) l}`` with factors ``U`` (d x m) and weights ``s``.
+With ``G = U^T U`` and ``R[:, i] = T*(., u_i, ..., u_i)``::
+
+    1/2 ||T - T*||^2 = 1/2 (s^T G^{o l} s - 2 sum_i s_i u_i.R_i + ||T*||^2)
+    grad_U           = l (U (diag(s) G^{o(l-1)}) - R) diag(s)
+    grad_s           = G^{o l} s - (u_i . R_i)_i
+
+For a factored target ``T* = sum_k w_k v_k^{(x) l}``, ``R = V diag(w) (V^T U)^{o(l-1)}``
+so one evaluation costs O(m (m + r) d): the products ``U^T U``, ``V^T U`` and
+``U M - V N``.  For a dense target ``R`` is a contraction on l-1 modes, O(m d^l).
+
+All kernels accept a leading batch axis: ``U`` of shape (B, d, m), ``s`` (B, m),
+and a factored target with ``V`` (B, d, r) or (d, r).  They are written against
+the array module of their inputs (NumPy or CuPy) and never branch on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import get_backend, xp_of
+from ._tensor import SymCP, _contract_dense, check_target
+from ._validate import check_float
+
+__all__ = ["fit_objective", "vanilla_objective", "objective", "make_target_operator"]
+
+
+def _mT(a):
+    return a.swapaxes(-1, -2)
+
+
+class FactoredTarget:
+    """Internal form of a SymCP target on a backend (possibly batched)."""
+
+    def __init__(self, V, w, order):
+        self.V, self.w, self.order = V, w, order
+        xp = xp_of(V)
+        Gv = _mT(V) @ V
+        self.norm2 = xp.sum(w[..., :, None] * Gv ** order * w[..., None, :], axis=(-1, -2))
+        self.d = V.shape[-2]
+
+    def contract(self, U):
+        A = _mT(self.V) @ U  # (.., r, m)
+        return self.V @ (self.w[..., :, None] * A ** (self.order - 1))
+
+
+class DenseTarget:
+    """Internal form of a dense target (unbatched)."""
+
+    def __init__(self, T):
+        xp = xp_of(T)
+        self.T, self.order, self.d = T, T.ndim, T.shape[0]
+        self.norm2 = xp.sum(T * T)
+
+    def contract(self, U):
+        if U.ndim == 2:
+            return _contract_dense(self.T, U)
+        xp = xp_of(U)
+        return xp.stack([_contract_dense(self.T, Ub) for Ub in U])
+
+
+def make_target_operator(target, backend="numpy", dtype=np.float64):
+    """Move a target (SymCP or dense array) to a backend in its internal form."""
+    be = get_backend(backend)
+    target = check_target(target)
+    if isinstance(target, SymCP):
+        return FactoredTarget(be.asarray(target.factors, dtype), be.asarray(target.weights, dtype), target.order)
+    return DenseTarget(be.asarray(target, dtype))
+
+
+def _as_operator(target, like):
+    if isinstance(target, (FactoredTarget, DenseTarget)):
+        return target
+    xp = xp_of(like)
+    target = check_target(target)
+    if isinstance(target, SymCP):
+        return FactoredTarget(xp.asarray(target.factors, like.dtype), xp.asarray(target.weights, like.dtype),
+                              target.order)
+    return DenseTarget(xp.asarray(target, like.dtype))
+
+
+def fit_terms(U, s, tgt, *, need_grad_s=False):
+    """Fit value 1/2||T - T*||^2 and its gradient in U (and in s on request).
+
+    Returns ``(fit, grad_U, grad_s or None, model_norm2)``; ``fit`` has the batch shape.
+    """
+    xp = xp_of(U)
+    l = tgt.order
+    G = _mT(U) @ U
+    Gp = G ** (l - 1)
+    M = s[..., :, None] * Gp
+    R = tgt.contract(U)
+    GlS = xp.sum(M * G, axis=-2)  # (G^{o l} s)_i
+    UR = xp.sum(U * R, axis=-2)  # u_i . R_i = T*(u_i, ..., u_i)
+    model2 = xp.sum(s * GlS, axis=-1)
+    cross = xp.sum(s * UR, axis=-1)
+    fit = 0.5 * (model2 - 2.0 * cross + tgt.norm2)
+    grad_U = l * (U @ M - R) * s[..., None, :]
+    grad_s = (GlS - UR) if need_grad_s else None
+    return fit, grad_U, grad_s, model2
+
+
+def _check_shapes(U, order, d_target, *weights):
+    if U.ndim not in (2, 3):
+        raise ValueError(f"U must have shape (d, m) or (B, d, m), got shape {U.shape}")
+    if U.shape[-2] != d_target:
+        raise ValueError(f"U has d={U.shape[-2]} rows but the target has dimension d={d_target}")
+    for name, w in weights:
+        if w.shape != U.shape[:-2] + U.shape[-1:]:
+            raise ValueError(f"{name} must have shape {U.shape[:-2] + U.shape[-1:]} to match U, got {w.shape}")
+
+
+def fit_objective(U, s, target, *, grad=False):
+    """``1/2 ||sum_i s_i u_i^{(x) l} - T*||_F^2`` and optionally its gradients.
+
+    Parameters
+    ----------
+    U : array, shape (d, m) or (B, d, m)
+    s : array, shape (m,) or (B, m)
+    target : SymCP or dense symmetric array
+    grad : bool
+        Also return ``(grad_U, grad_s)``.
+    """
+    xp = xp_of(U)
+    U = xp.asarray(U)
+    s = xp.asarray(s, dtype=U.dtype)
+    tgt = _as_operator(target, U)
+    _check_shapes(U, tgt.order, tgt.d, ("s", s))
+    f, gU, gs, _ = fit_terms(U, s, tgt, need_grad_s=grad)
+    return (f, gU, gs) if grad else f
+
+
+def vanilla_objective(U, c, target, *, grad=False):
+    """The vanilla objective (2): ``1/2 ||sum_i c_i u_i^{(x) l} - T*||_F^2``.
+
+    Returns the value, or ``(value, grad_U, grad_c)`` when ``grad`` is true.
+    """
+    return fit_objective(U, c, target, grad=grad)
+
+
+def objective(U, C, Chat, A, target, lam, *, grad=False):
+    """The paper's objective ``f(U, C, Chat, A)``.
+
+    ``f = 1/2 ||sum_i a_i c_i^{l-2} u_i^{(x) l} - T*||^2 + lam sum_i chat_i^{l-2} ||u_i||^l``.
+    The gradient is taken in ``U`` with ``C`` and ``Chat`` held fixed, as in
+    Algorithm 1 of Wang et al. (2020).
+
+    Parameters
+    ----------
+    U : array (d, m) or (B, d, m)
+    C, Chat, A : arrays (m,) or (B, m)
+        The diagonals of the paper's ``C``, ``Chat`` and ``A`` (signs in {-1, +1}).
+    target : SymCP or dense symmetric array
+    lam : float
+        Regularisation strength (>= 0).
+    grad : bool
+        Also return the gradient in ``U``.
+    """
+    lam = check_float("lam", lam, nonnegative=True)
+    xp = xp_of(U)
+    U = xp.asarray(U)
+    C, Chat, A = (xp.asarray(v, dtype=U.dtype) for v in (C, Chat, A))
+    tgt = _as_operator(target, U)
+    _check_shapes(U, tgt.order, tgt.d, ("C", C), ("Chat", Chat), ("A", A))
+    l = tgt.order
+    s = A * C ** (l - 2)
+    f, gU, _, _ = fit_terms(U, s, tgt)
+    nrm = xp.sqrt(xp.sum(U * U, axis=-2))
+    reg = lam * xp.sum(Chat ** (l - 2) * nrm ** l, axis=-1)
+    if not grad:
+        return f + reg
+    gU = gU + (lam * l) * U * (Chat ** (l - 2) * nrm ** (l - 2))[..., None, :]
+    return f + reg, gU
