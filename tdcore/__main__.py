@@ -1,0 +1,97 @@
+"""Command line: ``python -m tdcore info`` and ``python -m tdcore run ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _info(args):
+    from . import __version__
+    from ._backend import backend_info
+
+    info = backend_info()
+    print(f"tdcore {__version__}")
+    print(f"numpy {info['numpy']}")
+    print(f"TDCORE_BACKEND: {info['env'] or '(not set)'}")
+    print(f"cupy usable: {info['cupy_usable']} - {info['cupy_reason']}")
+    for k, v in info["cupy"].items():
+        print(f"  {k}: {v}")
+    print(f"backend='auto' resolves to: {info['auto']}")
+    if args.json:
+        print(json.dumps(info))
+    return 0
+
+
+def _run(args):
+    from ._algorithm1 import DivergenceError, algorithm1
+    from ._tensor import random_target
+
+    target = random_target(args.d, args.r, args.order, orthogonal=args.orthogonal, seed=args.target_seed
+                           if args.target_seed is not None else args.seed)
+    t0 = time.perf_counter()
+    try:
+        res = algorithm1(target, args.m, epochs=args.epochs, iters=args.iters, delta=args.delta, eta=args.eta,
+                         lam=args.lam, seed=args.seed, backend=args.backend, dtype=args.dtype, polish=args.polish,
+                         tol=args.tol, progress=args.progress, checkpoint=args.checkpoint,
+                         checkpoint_every=args.checkpoint_every)
+    except DivergenceError as exc:
+        print(f"diverged: {exc}", file=sys.stderr)
+        return 3
+    el = time.perf_counter() - t0
+    p = res.params
+    h = res.history
+    print(f"Algorithm 1: d={p.d} r={args.r} order={p.order} m={p.m} seed={args.seed} backend={args.backend}")
+    print(f"  params: epochs={p.epochs} iters={p.iters} delta={p.delta:.3g} eta={p.eta:.3g} lam={p.lam:.3g}")
+    print(f"  epochs run: {len(h['epoch'])}{' (interrupted)' if res.interrupted else ''}, "
+          f"mode switches: {sum(h['n_switches'])}, time: {el:.2f} s")
+    print(f"  final relative error: {res.rel_error:.6g}")
+    if args.out:
+        np.savez(args.out, weights=res.model.weights, factors=res.model.factors, order=p.order,
+                 target_weights=target.weights, target_factors=target.factors,
+                 params=json.dumps(p.to_dict()),
+                 history=json.dumps({k: v for k, v in h.items() if k != "iterations"}))
+        print(f"  saved model and history to {args.out}")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tdcore", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pi = sub.add_parser("info", help="print the detected backends and why")
+    pi.add_argument("--json", action="store_true", help="also print the result as JSON")
+    pr = sub.add_parser("run", help="run Algorithm 1 on a random target")
+    pr.add_argument("--d", type=int, required=True)
+    pr.add_argument("--r", type=int, required=True)
+    pr.add_argument("--order", type=int, default=3)
+    pr.add_argument("--m", type=int, required=True)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--target-seed", type=int, default=None, help="seed of the target (default: --seed)")
+    pr.add_argument("--orthogonal", action="store_true")
+    pr.add_argument("--epochs", type=int)
+    pr.add_argument("--iters", type=int)
+    pr.add_argument("--delta", type=float)
+    pr.add_argument("--eta", type=float)
+    pr.add_argument("--lam", type=float)
+    pr.add_argument("--polish", type=int, default=0)
+    pr.add_argument("--tol", type=float)
+    pr.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    pr.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    pr.add_argument("--checkpoint", help="checkpoint file (resumed when it exists)")
+    pr.add_argument("--checkpoint-every", type=int, default=1)
+    pr.add_argument("--progress", action="store_true")
+    pr.add_argument("--out", help="save model and history (.npz)")
+    args = ap.parse_args(argv)
+    try:
+        return _info(args) if args.cmd == "info" else _run(args)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

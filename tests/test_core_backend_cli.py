@@ -1,0 +1,112 @@
+"""Backends (NumPy everywhere, CuPy where a GPU is usable) and the command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tdcore as tc
+from tdcore.__main__ import main
+
+GPU = tc.backend_info()["cupy_usable"]
+needs_gpu = pytest.mark.skipif(not GPU, reason="no usable CUDA GPU (CuPy absent or cupy.cuda.is_available() false)")
+
+
+def test_auto_backend_follows_detection(monkeypatch):
+    monkeypatch.delenv("TDCORE_BACKEND", raising=False)
+    info = tc.backend_info()
+    assert info["auto"] == ("cupy" if info["cupy_usable"] else "numpy")
+    assert tc.get_backend("auto").name == info["auto"]
+    assert tc.get_backend("numpy").xp is np
+    assert isinstance(info["cupy_reason"], str) and info["cupy_reason"]
+
+
+def test_env_var_selects_backend(monkeypatch):
+    monkeypatch.setenv("TDCORE_BACKEND", "numpy")
+    assert tc.get_backend("auto").name == "numpy"
+    monkeypatch.setenv("TDCORE_BACKEND", "tpu")
+    with pytest.raises(ValueError, match="TDCORE_BACKEND must be one of"):
+        tc.get_backend("auto")
+
+
+def test_unknown_backend_and_cupy_without_gpu():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        tc.get_backend("jax")
+    with pytest.raises(TypeError, match="backend must be one of"):
+        tc.get_backend(3)
+    if not GPU:
+        with pytest.raises(ValueError, match="CuPy cannot use a GPU here"):
+            tc.get_backend("cupy")
+        with pytest.raises(ValueError, match="CuPy cannot use a GPU here"):
+            tc.algorithm1(tc.random_target(5, 1, 3), 3, backend="cupy")
+
+
+def test_results_are_numpy_by_default():
+    res = tc.algorithm1(tc.random_target(6, 1, 3, seed=0), 3, seed=0, epochs=2, iters=5, backend="numpy")
+    assert isinstance(res.model.factors, np.ndarray)
+    assert all(isinstance(v, np.ndarray) for v in res.state.values())
+
+
+@needs_gpu
+@pytest.mark.parametrize("order", [3, 4])
+def test_cupy_agrees_with_numpy(order):
+    T = tc.random_target(20, 3, order, seed=1)
+    kw = dict(seed=3, epochs=4, iters=100)
+    a = tc.algorithm1(T, 10, backend="numpy", **kw)
+    b = tc.algorithm1(T, 10, backend="cupy", **kw)
+    assert isinstance(b.model.factors, np.ndarray)
+    np.testing.assert_allclose(b.model.factors, a.model.factors, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(b.history["rel_error"], a.history["rel_error"], rtol=1e-8)
+    c = tc.algorithm1(T, 10, backend="cupy", return_numpy=False, **kw)
+    assert type(c.model.factors).__module__.startswith("cupy")
+
+
+@needs_gpu
+def test_cupy_batch_agrees_with_numpy():
+    targets = [tc.random_target(15, 2, 3, seed=s) for s in range(4)]
+    kw = dict(seeds=[0, 1, 2, 3], epochs=3, iters=60)
+    a = tc.algorithm1_batch(targets, 6, backend="numpy", **kw)
+    b = tc.algorithm1_batch(targets, 6, backend="cupy", **kw)
+    np.testing.assert_allclose(b.rel_errors, a.rel_errors, rtol=1e-8)
+
+
+def test_cli_info_and_run(tmp_path, capsys):
+    assert main(["info", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "backend='auto' resolves to" in out
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["auto"] in ("numpy", "cupy")
+    dest = tmp_path / "run.npz"
+    assert main(["run", "--d", "12", "--r", "2", "--order", "3", "--m", "8", "--seed", "0", "--epochs", "4",
+                 "--backend", "numpy", "--out", str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert "final relative error" in out
+    with np.load(dest) as z:
+        assert z["factors"].shape == (12, 8)
+        hist = json.loads(str(z["history"]))
+        assert len(hist["rel_error"]) == 4
+
+
+def test_cli_reports_bad_input(capsys):
+    assert main(["run", "--d", "10", "--r", "2", "--m", "0"]) == 2
+    assert "m must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_cli_checkpoint_resume(tmp_path, capsys):
+    ck = tmp_path / "ck.npz"
+    args = ["run", "--d", "10", "--r", "2", "--m", "6", "--epochs", "3", "--iters", "20", "--backend", "numpy",
+            "--checkpoint", str(ck)]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert ck.exists()
+    assert main(args) == 0  # resumes from the final checkpoint: nothing left to run, same answer
+    second = capsys.readouterr().out
+    err = [ln for ln in first.splitlines() if "final relative error" in ln]
+    assert err == [ln for ln in second.splitlines() if "final relative error" in ln]
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "tdcore", "info"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "tdcore" in out.stdout
