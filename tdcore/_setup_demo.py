@@ -12,6 +12,7 @@ tensors with :meth:`tdcore.SymCP.to_dense` and takes ``np.vdot``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import tracemalloc
@@ -27,6 +28,7 @@ __all__ = [
     "dense_peak_estimate",
     "inner_product_scaling",
     "loglog_slope",
+    "summarize_scaling",
     "plot_inner_product_scaling",
     "plot_power_overlap",
 ]
@@ -140,8 +142,10 @@ def inner_product_scaling(ds, order, m, *, max_dense_bytes=256 * 2**20, repeats=
         ``dense_peak_bytes`` (float arrays, NaN where the dense run was skipped);
         ``dense_measured`` (bool array); ``max_rel_diff`` (largest relative
         difference between the two values over the common ``d``);
-        ``dense_memory_slope`` and ``implicit_memory_slope`` (log-log slopes from
-        :func:`loglog_slope`, NaN with fewer than two points).
+        ``dense_memory_slope`` (log-log slope, by :func:`loglog_slope`, of the
+        dense peak memory over the upper half of the measured ``d``, where the
+        ``d**l`` arrays dominate a fixed overhead of a few KiB) and
+        ``implicit_memory_slope`` (over all ``d``); NaN with fewer than two points.
     """
     ds = np.asarray(list(ds), dtype=int)
     if ds.ndim != 1 or ds.size == 0 or np.any(ds < 1):
@@ -162,19 +166,22 @@ def inner_product_scaling(ds, order, m, *, max_dense_bytes=256 * 2**20, repeats=
     for k, d in enumerate(ds):
         a = random_symcp(int(d), m, order, seed=rng)
         b = random_symcp(int(d), m, order, seed=rng)
-        out["implicit_seconds"][k], implicit = _best_time(lambda: a.inner(b), repeats)
-        out["implicit_peak_bytes"][k] = _peak_bytes(lambda: a.inner(b))
+        implicit_fn = functools.partial(a.inner, b)
+        out["implicit_seconds"][k], implicit = _best_time(implicit_fn, repeats)
+        out["implicit_peak_bytes"][k] = _peak_bytes(implicit_fn)
         if dense_peak_estimate(int(d), order) > max_dense_bytes:
             continue
-        out["dense_seconds"][k], dense = _best_time(lambda: dense_inner(a, b), repeats)
-        out["dense_peak_bytes"][k] = _peak_bytes(lambda: dense_inner(a, b))
+        dense_fn = functools.partial(dense_inner, a, b)
+        out["dense_seconds"][k], dense = _best_time(dense_fn, repeats)
+        out["dense_peak_bytes"][k] = _peak_bytes(dense_fn)
         out["dense_measured"][k] = True
         rel.append(abs(implicit - dense) / max(abs(dense), np.finfo(float).tiny))
     out["max_rel_diff"] = float(max(rel)) if rel else math.nan
-    big = out["dense_measured"] & (8.0 * ds.astype(float) ** order >= 2**16)
-    if big.sum() < 2:  # too few points above the overhead floor: use the measured ones
-        big = out["dense_measured"]
-    out["dense_memory_slope"] = loglog_slope(ds[big], out["dense_peak_bytes"][big])
+    # fit the upper half of the dense points, where d**l dominates the fixed
+    # overhead of a few KiB of Python objects
+    measured = np.flatnonzero(out["dense_measured"])
+    upper = measured[len(measured) // 2:] if len(measured) >= 4 else measured
+    out["dense_memory_slope"] = loglog_slope(ds[upper], out["dense_peak_bytes"][upper])
     out["implicit_memory_slope"] = loglog_slope(ds, out["implicit_peak_bytes"])
     return out
 
@@ -193,6 +200,37 @@ def loglog_slope(x, y):
     if ok.sum() < 2:
         return math.nan
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def summarize_scaling(result):
+    """The claims of the setup chapter, read off :func:`inner_product_scaling`.
+
+    Parameters
+    ----------
+    result : dict
+        Output of :func:`inner_product_scaling` with at least one dense run.
+
+    Returns
+    -------
+    dict
+        ``largest_common_d`` (largest ``d`` where both routes ran),
+        ``speedup`` (dense time / implicit time at that ``d``),
+        ``dense_memory_slope``, ``implicit_memory_slope`` (log-log slopes of peak
+        memory against ``d``), ``implicit_peak_kib`` (largest implicit peak, KiB)
+        and ``max_rel_diff`` (largest relative difference of the two values).
+    """
+    measured = np.flatnonzero(result["dense_measured"])
+    if measured.size == 0:
+        raise ValueError("no dense run in result: raise max_dense_bytes or start ds lower")
+    k = measured[-1]
+    return {
+        "largest_common_d": int(result["d"][k]),
+        "speedup": float(result["dense_seconds"][k] / result["implicit_seconds"][k]),
+        "dense_memory_slope": float(result["dense_memory_slope"]),
+        "implicit_memory_slope": float(result["implicit_memory_slope"]),
+        "implicit_peak_kib": float(np.nanmax(result["implicit_peak_bytes"]) / 1024),
+        "max_rel_diff": float(result["max_rel_diff"]),
+    }
 
 
 def plot_inner_product_scaling(result, axes=None):

@@ -74,11 +74,11 @@ class SymCP:
         if factors.shape[0] < 1 or factors.shape[1] < 1:
             raise ValueError(f"factors must have d >= 1 rows and m >= 1 columns, got shape {factors.shape}")
         for name, arr in (("weights", weights), ("factors", factors)):
-            if not (xp.issubdtype(arr.dtype, xp.floating) or xp.issubdtype(arr.dtype, xp.integer)):
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
             if not bool(xp.all(xp.isfinite(arr))):
                 raise ValueError(f"{name} contains NaN or infinite entries")
-        dtype = xp.result_type(factors.dtype, weights.dtype, xp.float32)
+        dtype = np.result_type(factors.dtype, weights.dtype, np.float32)
         self.factors = factors.astype(dtype, copy=False)
         self.weights = weights.astype(dtype, copy=False)
 
@@ -217,7 +217,7 @@ def symmetrize(T):
     T = xp.asarray(T)
     _check_square(T, "T")
     perms = list(itertools.permutations(range(T.ndim)))
-    out = xp.zeros_like(T, dtype=xp.result_type(T.dtype, xp.float32))
+    out = xp.zeros_like(T, dtype=np.result_type(T.dtype, xp.float32))
     for p in perms:
         out += xp.transpose(T, p)
     return out / len(perms)
@@ -243,14 +243,14 @@ def check_target(target, *, name="target"):
     xp = xp_of(target)
     T = xp.asarray(target)
     _check_square(T, name)
-    if not (xp.issubdtype(T.dtype, xp.floating) or xp.issubdtype(T.dtype, xp.integer)):
+    if not (np.issubdtype(T.dtype, np.floating) or np.issubdtype(T.dtype, np.integer)):
         raise TypeError(f"{name} must be a real numeric array, got dtype {T.dtype}")
     if not bool(xp.all(xp.isfinite(T))):
         raise ValueError(f"{name} contains NaN or infinite entries")
     if not is_symmetric(T):
         raise ValueError(f"{name} is not symmetric: a dense target must be unchanged by every permutation of "
                          "its axes. Use tdcore.symmetrize(T) if you want its symmetric part.")
-    if not xp.issubdtype(T.dtype, xp.floating):
+    if not np.issubdtype(T.dtype, np.floating):
         T = T.astype(xp.float64)
     return T
 
@@ -264,7 +264,7 @@ def _contract_dense(T, U, *, block_bytes=64 * 2**20):
     xp = xp_of(T)
     d, l = T.shape[0], T.ndim
     n = U.shape[1]
-    out = xp.empty((d, n), dtype=xp.result_type(T.dtype, U.dtype))
+    out = xp.empty((d, n), dtype=np.result_type(T.dtype, U.dtype))
     block = max(1, int(block_bytes // (8 * d ** (l - 1))))
     flat = T.reshape(d ** (l - 1), d)
     for s in range(0, n, block):

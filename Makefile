@@ -1,0 +1,80 @@
+# The book's two commands: `make book` and `make test` (see README.md).
+# Needs only Python >= 3.11 (as python3, or PYTHON=...) and GNU make on a fresh clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.requirements.stamp
+TIMER  := $(PY) tests/timings.py
+JB_OUT := _build/html _build/jupyter_execute _build/.doctrees
+
+# Tools and Jupyter kernels ("python" in the kernelspec) resolve to the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Keep debugpy's frozen-module notice out of kernel logs.
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help venv book test unit nbval html-check chromium clean
+
+help:
+	@echo "make venv   - create .venv from requirements.txt (re-run when it or pyproject.toml change)"
+	@echo "make book   - clean build of the book into _build/html (zero warnings, every chapter executed)"
+	@echo "make test   - unit tests, nbval (TDCORE_QUICK=1), fresh book build, HTML checks; times in _build/timings.json"
+	@echo "make clean  - remove _build"
+
+# ---------------------------------------------------------------- environment
+venv: $(STAMP)
+
+$(STAMP): requirements.txt $(wildcard pyproject.toml)
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: '$(PYTHON)' not found: install Python >= 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python >= 3.11 is required, but '$(PYTHON)' is $$($(PYTHON) --version 2>&1); run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(PY) || { echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+# ----------------------------------------------------------------------- book
+book: venv
+	rm -rf $(JB_OUT)
+	@# build matplotlib's font cache first: its one-time notice on stderr would be a build warning
+	@$(PY) -c 'import matplotlib.font_manager'
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# ----------------------------------------------------------------------- test
+test: venv chromium
+	@$(TIMER) start
+	@$(TIMER) run unit-tests -- $(MAKE) --no-print-directory unit
+	@$(TIMER) run nbval -- $(MAKE) --no-print-directory nbval
+	@$(TIMER) run book-build -- $(MAKE) --no-print-directory book
+	@$(TIMER) run html-checks -- $(MAKE) --no-print-directory html-check
+	@$(TIMER) finish
+
+unit: venv
+	$(PY) -m pytest tests -q
+
+nbval: venv
+	TDCORE_QUICK=1 $(PY) -m pytest --nbval --nbval-current-env chapters/ -q
+
+html-check: venv chromium
+	$(PY) tests/html/check_html.py
+
+# Debian's Chromium drives the HTML checks (Playwright cannot download a browser here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the HTML checks"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# bench: added by the benchmarks helper (see benchmarks/).
+
+clean:
+	rm -rf _build
+
+# ---------------------------------------------------------------------- bench
+# Quick benchmark suite (~5 min on 2 cores): results/bench_quick_*.json + .md and
+# results/bench_quick_summary.md.  Full suite: $(PY) benchmarks/run_all.py --full
+.PHONY: bench
+bench: venv
+	$(PY) benchmarks/run_all.py --quick
