@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ._backend import get_backend, to_numpy
-from ._objective import FactoredTarget, fit_terms, make_target_operator
+from ._objective import FactoredTarget, _coldot, _ipow, fit_terms, make_target_operator
 from ._tensor import SymCP, check_target, norm, subspace_basis
 from ._validate import as_rng, check_dtype, check_float, check_int, check_seed
 
@@ -246,17 +246,22 @@ class _Run:
     def weights(self, c=None):
         return self.a * (self.c if c is None else c) ** (self.p.order - 2)
 
-    def evaluate(self, U=None, c=None, chat=None):
-        """(objective, fit, regularizer, model_norm2, grad_U) at the given or current state."""
+    def evaluate(self, U=None, c=None, chat=None, sq=None):
+        """(objective, fit, regularizer, grad_U, column norms) at the given or current state.
+
+        ``sq``: the squared column norms of ``U`` when the caller has them already.
+        """
         xp, p = self.xp, self.p
         U = self.U if U is None else U
         c = self.c if c is None else c
         chat = self.chat if chat is None else chat
         l = p.order
-        fit, gU, _, _ = fit_terms(U, self.a * c ** (l - 2), self.tgt)
-        nrm = xp.sqrt(xp.sum(U * U, axis=-2))
-        reg = p.lam * xp.sum(chat ** (l - 2) * nrm**l, axis=-1)
-        gU = gU + (p.lam * l) * U * (chat ** (l - 2) * nrm ** (l - 2))[:, None, :]
+        fit, gU, _, _ = fit_terms(U, self.a * _ipow(c, l - 2), self.tgt)
+        n2 = _coldot(U, U) if sq is None else sq
+        nrm = xp.sqrt(n2)
+        h = _ipow(chat, l - 2) * _ipow(nrm, l - 2)  # chat^{l-2} ||u||^{l-2}
+        reg = p.lam * xp.sum(h * n2, axis=-1)
+        gU += U * ((p.lam * l) * h)[:, None, :]
         return fit + reg, fit, reg, gU, nrm
 
     def reinit(self):
@@ -292,7 +297,8 @@ class _Run:
         if not self.active.all():
             gU = gU * xp.asarray(self.active)[:, None, None]
         U2 = self.U - p.eta * gU
-        nrm2 = xp.sqrt(xp.sum(U2 * U2, axis=-2))
+        sq2 = _coldot(U2, U2)
+        nrm2 = xp.sqrt(sq2)
         ratio = nrm / nrm2
         c2 = self.c * ratio
         chat2 = self.chat * ratio
@@ -305,7 +311,7 @@ class _Run:
             switched2 = self.switched | sw
             nsw = xp.sum(sw, axis=-1)
         new = (U2, c2, chat2, switched2)
-        return nsw, new, self.evaluate(U2, c2, chat2)
+        return nsw, new, self.evaluate(U2, c2, chat2, sq=sq2)
 
     # -- the loop ------------------------------------------------------------------
     def run(self, *, progress=False, checkpoint=None, checkpoint_every=1, tol=None, t0=None, on_epoch=None):

@@ -9,7 +9,8 @@ With ``G = U^T U`` and ``R[:, i] = T*(., u_i, ..., u_i)``::
 
 For a factored target ``T* = sum_k w_k v_k^{(x) l}``, ``R = V diag(w) (V^T U)^{o(l-1)}``
 so one evaluation costs O(m (m + r) d): the products ``U^T U``, ``V^T U`` and
-``U M - V N``.  For a dense target ``R`` is a contraction on l-1 modes, O(m d^l).
+``U M - V N``; ``fit_terms`` forms no m x m array besides ``G`` (see its docstring).
+For a dense target ``R`` is a contraction on l-1 modes, O(m d^l).
 
 All kernels accept a leading batch axis: ``U`` of shape (B, d, m), ``s`` (B, m),
 and a factored target with ``V`` (B, d, r) or (d, r).  They are written against
@@ -43,7 +44,7 @@ class FactoredTarget:
 
     def contract(self, U):
         A = _mT(self.V) @ U  # (.., r, m)
-        return self.V @ (self.w[..., :, None] * A ** (self.order - 1))
+        return self.V @ (self.w[..., :, None] * _ipow(A, self.order - 1))
 
 
 class DenseTarget:
@@ -81,25 +82,51 @@ def _as_operator(target, like):
     return DenseTarget(xp.asarray(target, like.dtype))
 
 
+def _ipow(x, k):
+    """``x ** k`` for a small integer ``k >= 0`` with the fewest array passes."""
+    if k == 0:
+        return xp_of(x).ones_like(x)
+    if k == 1:
+        return x
+    out = x * x
+    for _ in range(k - 2):
+        out *= x
+    return out
+
+
+def _coldot(A, B):
+    """Column-wise dot products ``sum_k A[..., k, j] B[..., k, j]`` (one pass, no temporary)."""
+    return xp_of(A).einsum("...ij,...ij->...j", A, B)
+
+
 def fit_terms(U, s, tgt, *, need_grad_s=False):
     """Fit value 1/2||T - T*||^2 and its gradient in U (and in s on request).
 
     Returns ``(fit, grad_U, grad_s or None, model_norm2)``; ``fit`` has the batch shape.
+    Three matrix products dominate: ``G = U^T U``, ``U M`` with ``M = diag(s) G^{o(l-1)}``
+    computed as ``(U diag(s)) G^{o(l-1)}``, and the target contraction ``R``.  The
+    model term uses ``(G^{o l} s)_i = u_i . (U M)_i``, so no m x m array is formed
+    besides ``G`` (powered in place).
     """
     xp = xp_of(U)
     l = tgt.order
     G = _mT(U) @ U
-    Gp = G ** (l - 1)
-    M = s[..., :, None] * Gp
+    if l == 3:
+        G *= G  # G^{o 2}, in place
+        Gp = G
+    else:
+        Gp = _ipow(G, l - 1)
+    UM = (U * s[..., None, :]) @ Gp  # U diag(s) G^{o(l-1)} = U M
     R = tgt.contract(U)
-    GlS = xp.sum(M * G, axis=-2)  # (G^{o l} s)_i
-    UR = xp.sum(U * R, axis=-2)  # u_i . R_i = T*(u_i, ..., u_i)
+    GlS = _coldot(U, UM)  # (G^{o l} s)_i
+    UR = _coldot(U, R)  # u_i . R_i = T*(u_i, ..., u_i)
     model2 = xp.sum(s * GlS, axis=-1)
     cross = xp.sum(s * UR, axis=-1)
     fit = 0.5 * (model2 - 2.0 * cross + tgt.norm2)
-    grad_U = l * (U @ M - R) * s[..., None, :]
+    UM -= R
+    UM *= (l * s)[..., None, :]  # grad_U = l (U M - R) diag(s)
     grad_s = (GlS - UR) if need_grad_s else None
-    return fit, grad_U, grad_s, model2
+    return fit, UM, grad_s, model2
 
 
 def _check_shapes(U, order, d_target, *weights):
