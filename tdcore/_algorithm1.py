@@ -580,7 +580,7 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
 
 def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=None, seed=None, backend="auto",
                dtype=None, reinit=True, mode_switch=True, polish=0, tol=None, record_every=None, callback=None,
-               progress=False, checkpoint=None, checkpoint_every=1, resume=True, return_numpy=True):
+               progress=False, checkpoint=None, checkpoint_every=1, resume=True, return_numpy=True, init_state=None):
     """Algorithm 1 of Wang et al. (2020): over-parameterised tensor decomposition.
 
     Parameters
@@ -618,6 +618,11 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         of an uninterrupted run with the same seed.
     return_numpy : bool
         Return NumPy arrays (default) rather than backend arrays.
+    init_state : dict, optional
+        Start from a given state instead of the random initialisation: ``U``
+        (d, m) and signs ``a`` (m,) are required; ``c`` and ``chat`` default to
+        ``1/||u_i||`` and ``switched`` to all True (a state after the mode switch).
+        Used, e.g., to start at the bad local minimum of Theorem 2.
 
     Returns
     -------
@@ -658,6 +663,8 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         run.hist = meta["history"]
         run.fresh = np.array(meta["fresh"], dtype=int)
         t0 -= meta["elapsed"]
+    elif init_state is not None:
+        run.load_state(_check_init_state(init_state, p.d, m))
     else:
         run.init_state()
     try:
@@ -671,6 +678,36 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     res = _collect(run, return_numpy, [seed])[0]
     res.interrupted = interrupted
     return res
+
+
+def _check_init_state(st, d, m):
+    """Validate a user-given starting state; return it batched (B = 1) as NumPy copies."""
+    if not isinstance(st, dict) or "U" not in st or "a" not in st:
+        raise TypeError("init_state must be a dict with at least 'U' (d, m) and 'a' (m,)")
+    unknown = set(st) - {"U", "a", "c", "chat", "switched"}
+    if unknown:
+        raise ValueError(f"init_state has unknown keys {sorted(unknown)}; allowed: U, a, c, chat, switched")
+    U = np.array(to_numpy(st["U"]), dtype=float)
+    if U.shape != (d, m):
+        raise ValueError(f"init_state['U'] must have shape (d, m) = ({d}, {m}), got {U.shape}")
+    if not np.all(np.isfinite(U)):
+        raise ValueError("init_state['U'] contains NaN or infinite entries")
+    nrm = np.linalg.norm(U, axis=0)
+    if np.any(nrm == 0):
+        raise ValueError("init_state['U'] has a zero column (c = 1/||u|| is undefined)")
+    a = np.array(to_numpy(st["a"]), dtype=float)
+    if a.shape != (m,) or not np.all(np.isin(a, (-1.0, 1.0))):
+        raise ValueError(f"init_state['a'] must hold signs in {{-1, +1}} with shape ({m},), got shape {a.shape}")
+    out = {"U": U, "a": a}
+    for key, default, dtype in (("c", 1.0 / nrm, float), ("chat", 1.0 / nrm, float),
+                                ("switched", np.ones(m, dtype=bool), bool)):
+        v = np.array(to_numpy(st[key]), dtype=dtype) if st.get(key) is not None else default
+        if v.shape != (m,):
+            raise ValueError(f"init_state['{key}'] must have shape ({m},), got {v.shape}")
+        if dtype is float and not np.all(np.isfinite(v) & (v > 0)):
+            raise ValueError(f"init_state['{key}'] must be finite and > 0")
+        out[key] = v
+    return {k: v[None].copy() for k, v in out.items()}
 
 
 def _collect(run, return_numpy, seeds):

@@ -1774,39 +1774,14 @@ def algorithm1_from_state(target, U, a, *, c=None, chat=None, switched=None, epo
     -------
     tdcore.Result
     """
-    from . import _algorithm1 as a1
-    from ._backend import get_backend
+    from ._algorithm1 import algorithm1
 
-    target = check_target(target)
     U = _as_factor_matrix(U, "U")
-    d, m = U.shape
-    a = np.asarray(a, dtype=float)
-    if a.shape != (m,) or not np.all(np.isin(a, (-1.0, 1.0))):
-        raise ValueError(f"a must hold signs in {{-1, +1}} with shape ({m},), got {np.shape(a)}")
-    nrm = np.linalg.norm(U, axis=0)
-    if np.any(nrm == 0):
-        raise ValueError("U has a zero column")
-    c = 1.0 / nrm if c is None else np.asarray(c, dtype=float)
-    chat = 1.0 / nrm if chat is None else np.asarray(chat, dtype=float)
-    switched = np.ones(m, dtype=bool) if switched is None else np.asarray(switched, dtype=bool)
-    for name, v in (("c", c), ("chat", chat), ("switched", switched)):
-        if v.shape != (m,):
-            raise ValueError(f"{name} must have shape ({m},), got {v.shape}")
     epochs = check_int("epochs", epochs, minimum=1)
-    seed = check_seed(seed)
-    p = a1._make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, 0, None)
-    be = get_backend("numpy")
-    dt = np.dtype(np.float64)
-    op, bases = a1._prepare_targets([target], be, dt)
-    basis = None if bases is None else np.stack(bases)
-    rec = check_int("record_every", record_every, minimum=1, allow_none=True)
-    run = a1._Run(op, p, [as_rng(seed)], be, dt, basis=basis, record_every=rec, divergence="raise")
-    # copies: the state machine updates a, c, chat in place at re-initialisations
-    run.load_state({"U": U[None].copy(), "a": a[None].copy(), "c": c[None].copy(), "chat": chat[None].copy(),
-                    "switched": switched[None].copy()})
-    t0 = time.perf_counter()
-    run.run(tol=None, t0=t0)
-    return a1._collect(run, True, [seed])[0]
+    state = {"U": U, "a": a, "c": c, "chat": chat, "switched": switched}
+    return algorithm1(target, U.shape[1], init_state=state, epochs=epochs, iters=iters, delta=delta, eta=eta,
+                      lam=lam, seed=seed, backend="numpy", reinit=reinit, mode_switch=mode_switch,
+                      record_every=record_every)
 
 
 def bad_minimum_report(configs, *, n_perturb=100, radii=(1e-1, 1e-2, 1e-3), seed=0):

@@ -242,3 +242,22 @@ def test_bad_targets_rejected():
         tc.algorithm1_batch(tc.random_target(4, 1, 3), 3, seeds=[])
     with pytest.raises(ValueError, match="targets for"):
         tc.algorithm1_batch([tc.random_target(4, 1, 3)] * 2, 3, seeds=[1, 2, 3])
+
+
+def test_init_state_starts_from_given_state_and_is_validated():
+    T = tc.random_target(8, 2, 3, seed=0)
+    fitted = tc.algorithm1(T, 6, seed=1, epochs=10, backend="numpy")
+    st = fitted.state
+    # restarting from a fitted state without re-initialisation keeps the fit
+    again = tc.algorithm1(T, 6, seed=2, epochs=1, iters=10, reinit=False, backend="numpy",
+                          init_state={k: st[k] for k in ("U", "a", "c", "chat", "switched")})
+    assert again.history["rel_error"][0] == pytest.approx(fitted.rel_error, abs=1e-3)
+    U = np.eye(8)[:, :6]
+    res = tc.algorithm1(T, 6, epochs=1, iters=1, init_state={"U": U, "a": np.ones(6)}, reinit=False,
+                        backend="numpy")
+    np.testing.assert_allclose(res.state["chat"] * np.linalg.norm(res.state["U"], axis=0), 1.0)
+    for bad, match in [({"U": U}, "at least 'U'"), ({"U": U[:, :5], "a": np.ones(6)}, "shape"),
+                       ({"U": U, "a": np.zeros(6)}, "signs"), ({"U": 0 * U, "a": np.ones(6)}, "zero column"),
+                       ({"U": U, "a": np.ones(6), "x": 1}, "unknown keys")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            tc.algorithm1(T, 6, init_state=bad, backend="numpy")
