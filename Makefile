@@ -73,7 +73,7 @@ clean:
 	rm -rf _build
 
 # ---------------------------------------------------------------------- bench
-# Quick benchmark suite (~5 min on 2 cores): results/bench_quick_*.json + .md and
+# Quick benchmark suite (about a minute on 2 cores): results/bench_quick_*.json + .md and
 # results/bench_quick_summary.md.  Full suite: $(PY) benchmarks/run_all.py --full
 .PHONY: bench
 bench: venv

@@ -176,7 +176,7 @@ class SymCP:
         # contract in blocks of columns to keep temporaries at the size of T
         for start in range(0, self.m, 256):
             Ub = self.factors[:, start:start + 256]
-            T += xp.einsum(spec, *([Ub] * self.order), self.weights[start:start + 256])
+            T += xp.einsum(spec, *([Ub] * self.order), self.weights[start:start + 256], optimize="greedy")
         return T
 
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""Benchmark 'baselines' of tdcore's suite (see tdcore/_bench.py and benchmarks/run_all.py).
+
+    python benchmarks/bench_baselines.py [--full] [--backend cupy]
+"""
+
+import _env  # noqa: F401  (must come before NumPy)
+
+import sys
+
+from run_all import main
+
+if __name__ == "__main__":
+    sys.exit(main(default_only=["baselines"]))

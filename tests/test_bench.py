@@ -1,0 +1,329 @@
+"""Functional tests of the benchmark code (tdcore/_bench.py, benchmarks/).
+
+Tiny sizes only, and no assertion on timings: these check that every benchmark
+runs, returns well-formed records, writes valid JSON/markdown, and that the
+headline sentences agree with the numbers they report.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tdcore
+from tdcore import _bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _finite_json(path):
+    text = Path(path).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    return json.loads(text)
+
+
+def test_time_interleaved_medians_and_samples():
+    calls = {"a": 0, "b": 0}
+
+    def fa():
+        calls["a"] += 1
+
+    def fb():
+        calls["b"] += 1
+        sum(range(200))
+
+    t = tdcore.time_interleaved({"a": fa, "b": fb}, repeats=3, min_time=0.001)
+    assert set(t) == {"a", "b", "_samples"}
+    assert len(t["_samples"]["a"]) == 3 and len(t["_samples"]["b"]) == 3
+    assert t["a"] > 0 and t["b"] > 0 and calls["a"] > 3
+    r = tdcore.bench_paired_ratio(t, "b", "a")
+    assert r > 0 and math.isfinite(r)
+
+
+@pytest.mark.parametrize("bad", [{}, None])
+def test_time_interleaved_rejects_empty(bad):
+    with pytest.raises((ValueError, TypeError)):
+        tdcore.time_interleaved(bad or {})
+
+
+def test_time_interleaved_rejects_bad_repeats():
+    with pytest.raises(ValueError, match="repeats"):
+        tdcore.time_interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_machine_info_is_json():
+    m = tdcore.bench_machine_info()
+    json.dumps(m)
+    assert m["cores"] >= 1 and "blas" in m and "date" in m and "malloc_tuned" in m
+
+
+def test_tune_malloc_in_subprocess():
+    code = "import tdcore; ok = tdcore.tune_malloc(); print(ok, tdcore.bench_machine_info()['malloc_tuned'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ok, recorded = out.stdout.split()
+    assert ok in ("True", "False") and recorded == ok
+
+
+def test_step_floor_rows():
+    rows = tdcore.bench_step_floor([(6, 5, 2, 3), (5, 4, 2, 4, 3)], repeats=2, min_time=0.001)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["floor_s"] > 0 and r["step_s"] > 0 and r["ratio"] > 0
+        assert r["per_trial_step_s"] == pytest.approx(r["step_s"] / r["B"])
+    assert rows[1]["B"] == 3
+
+
+@pytest.mark.parametrize("order", [3, 4])
+def test_dense_step_matches_implicit_gradient(order):
+    from tdcore._objective import fit_terms, make_target_operator
+
+    T, U, s = _bench._dense_inputs(7, order, 5, 2)
+    f_d, U2, g_d = tdcore.dense_gradient_step(U, s, T.to_dense(), 0.1)
+    f_i, g_i, _, _ = fit_terms(U, s, make_target_operator(T))
+    assert f_d == pytest.approx(float(f_i), rel=1e-10)
+    np.testing.assert_allclose(g_d, g_i, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(U2, U - 0.1 * g_d)
+
+
+def test_implicit_dense_record():
+    rec = tdcore.bench_implicit_dense(d=8, order=3, m=6, r=2, repeats=2)
+    assert rec["implicit_s"] > 0 and rec["dense_s"] > 0 and rec["speedup"] > 0
+    assert rec["max_rel_diff_grad"] < 1e-10
+    assert rec["dense_bytes"] == 8 * 8**3
+
+
+@pytest.mark.parametrize("kind", ["implicit", "dense"])
+def test_memory_probe_in_subprocess(kind):
+    rec = tdcore.bench_memory(kind, [4, 8], order=3, m=5, r=2)
+    assert rec["kind"] == kind and len(rec["rows"]) == 2
+    for row in rec["rows"]:
+        assert row["step_peak_bytes"] > 0 and row["maxrss_bytes"] > 0 and row["input_bytes"] > 0
+    assert math.isfinite(rec["slope"])
+
+
+def test_memory_probe_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="kind"):
+        tdcore.bench_memory("sparse", [4])
+
+
+def test_scale_record():
+    rec = tdcore.bench_scale(d=30, r=2, order=3, m=6, epochs=2, iters=20, tol=1e-9, budget_s=600)
+    assert rec["epochs_run"] == 2 and len(rec["trace"]) == 2
+    assert rec["dense_entries"] == 30.0**3 and rec["within_budget"] is True
+    assert 0 <= rec["rel_error"] < 10
+
+
+def test_batch_record_and_equality():
+    rec = tdcore.bench_batch(B=3, d=8, m=4, r=2, epochs=1, iters=5, repeats=1)
+    assert rec["sequential_s"] > 0 and rec["batched_s"] > 0 and rec["throughput_ratio"] > 0
+    assert rec["max_abs_diff_rel_error"] <= 1e-12  # trial b of the batch equals the single run b
+    rec2 = tdcore.bench_batch(B=4, d=8, m=4, r=2, epochs=1, iters=3, repeats=1, seq_trials=2, allocator_check=True)
+    assert rec2["sequential_extrapolated"] is True and rec2["sequential_trials_timed"] == 2
+    assert rec2["default_allocator"]["throughput_ratio"] > 0
+    assert "default allocator" in _bench._batch_md(rec2)
+
+
+def test_gpu_skips_cleanly_without_gpu():
+    rec = tdcore.bench_gpu(backend="numpy")
+    assert rec["status"] == "skipped" and "not a GPU backend" in rec["reason"]
+    assert rec["batched_throughput_ratio"] == tdcore.GPU_NOT_MEASURED
+    if not tdcore.bench_gpu_status("cupy")[0]:
+        rec = tdcore.bench_gpu(backend="cupy")
+        assert rec["status"] == "skipped" and rec["large_fraction_of_cublas"] == tdcore.GPU_NOT_MEASURED
+        assert "not measured" in _bench._gpu_md(rec)
+
+
+def test_baselines_record():
+    rec = tdcore.bench_baselines(kinds=("orthogonal",), d=6, r=2, seeds=[0], polish=20, als_iter_max=50)
+    if rec["status"] == "skipped":
+        assert rec["reason"]
+        return
+    methods = {r["method"] for r in rec["records"]}
+    assert {"algorithm1", "cp_als", "power_method"} <= methods
+    for s in rec["summary"]:
+        assert 0 <= s["success_rate"] <= 1 and s["n"] == 1
+        assert (s["median_time_s"] is None) == (s["success_rate"] == 0)
+
+
+def test_build_timings(tmp_path):
+    rec = tdcore.bench_build(root=tmp_path)
+    assert rec["status"] == "missing"
+    (tmp_path / "_build").mkdir()
+    (tmp_path / "_build" / "timings.json").write_text(json.dumps(
+        {"started": "x", "commit": "abc", "stages": {"unit-tests": {"seconds": 3.5, "ok": True}},
+         "total_seconds": 3.5}))
+    rec = tdcore.bench_build(root=tmp_path)
+    assert rec["status"] == "found" and rec["stages"]["unit-tests"]["seconds"] == 3.5
+    assert "unit-tests" in _bench._build_md(rec)
+
+
+TINY = {
+    "step": {"sizes": [(5, 4, 2, 3)], "repeats": 2, "min_time": 0.001},
+    "dense": {"time": {"d": 6, "order": 3, "m": 4, "r": 2, "repeats": 2},
+              "memory": {"implicit": [4, 8], "dense": [4, 6], "order": 3, "m": 4, "r": 2}},
+    "scale": {"runs": [{"d": 20, "r": 2, "order": 3, "m": 5, "epochs": 1, "iters": 10}]},
+    "batch": {"B": 2, "d": 6, "m": 3, "r": 2, "order": 3, "epochs": 1, "iters": 3, "repeats": 1},
+    "gpu": {},
+    "baselines": {"kinds": ("separated",), "d": 6, "r": 2, "seeds": [0], "polish": 10, "als_iter_max": 20},
+    "build": {},
+}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_run_benchmark_writes_wellformed_results(name, tmp_path):
+    payload, md = tdcore.run_benchmark(name, quick=True, **TINY[name])
+    assert payload["benchmark"] == name and payload["mode"] == "quick" and payload["machine"]["cores"] >= 1
+    assert md.startswith("<!-- generated") and len(md.splitlines()) >= 3
+    path = tdcore.write_bench_result(tmp_path / f"bench_quick_{name}.json", payload, md)
+    data = _finite_json(path)
+    assert data["benchmark"] == name
+    assert (tmp_path / f"bench_quick_{name}.md").read_text().strip() == md.strip()
+    loaded = tdcore.load_bench_results(tmp_path)
+    assert name in loaded and loaded[name]["mode"] == "quick"
+
+
+def test_run_benchmark_rejects_unknown():
+    with pytest.raises(ValueError, match="name must be one of"):
+        tdcore.run_benchmark("nope")
+
+
+def test_load_prefers_full(tmp_path):
+    tdcore.write_bench_result(tmp_path / "bench_quick_build.json", {"mode": "quick"})
+    assert tdcore.load_bench_results(tmp_path)["build"]["mode"] == "quick"
+    tdcore.write_bench_result(tmp_path / "bench_build.json", {"mode": "full"})
+    assert tdcore.load_bench_results(tmp_path)["build"]["mode"] == "full"
+    assert tdcore.load_bench_results(tmp_path, prefer="quick")["build"]["mode"] == "quick"
+    assert tdcore.load_bench_result("build", tmp_path)["mode"] == "full"
+    assert tdcore.load_bench_result("nothing", tmp_path) is None
+    with pytest.raises(ValueError, match="prefer"):
+        tdcore.load_bench_results(tmp_path, prefer="best")
+
+
+def _step_payload(ratio, proposed=None):
+    row = {"d": 200, "m": 1000, "r": 10, "order": 3, "B": 1, "ratio": ratio}
+    if proposed is not None:
+        row["proposed_ratio"] = proposed
+    return {"rows": [row]}
+
+
+@pytest.mark.parametrize("ratio,met", [(1.1, True), (1.3, False)])
+def test_headline_sentences_match_numbers(ratio, met):
+    res = {"step": _step_payload(ratio, proposed=1.05),
+           "gpu": {"result": _bench._gpu_skipped("no GPU here", {"batch": [1024, 100, 64], "large": [4096, 16384]})},
+           "batch": {"result": {"B": 64, "d": 50, "m": 50, "throughput_ratio": 2.0}}}
+    hs = {h["key"]: h for h in tdcore.bench_headline(res)}
+    assert hs["step"]["met"] is met
+    assert ("NOT met" in hs["step"]["sentence"]) is (not met)
+    assert f"{ratio:.3g}" in hs["step"]["sentence"] and "1.05" in hs["step"]["sentence"]
+    assert hs["gpu_batch"]["met"] is None and tdcore.GPU_NOT_MEASURED in hs["gpu_batch"]["sentence"]
+    assert hs["batch"]["met"] is False
+    md = tdcore.bench_headline_markdown(res)
+    assert "not measured" in md and ("| met |" in md) is met
+
+
+def test_headline_does_not_judge_other_sizes():
+    res = {"batch": {"result": {"B": 8, "d": 10, "m": 10, "throughput_ratio": 9.0}}}
+    (h,) = tdcore.bench_headline(res)
+    assert h["met"] is None and "smaller size" in h["sentence"]
+
+
+def test_plots_draw(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = {}
+    for name in ("step", "dense", "scale", "baselines"):
+        res[name] = tdcore.run_benchmark(name, quick=True, **TINY[name])[0]
+    for fn, name in ((tdcore.plot_bench_step_floor, "step"), (tdcore.plot_bench_memory, "dense"),
+                     (tdcore.plot_bench_scale, "scale"), (tdcore.plot_bench_baselines, "baselines")):
+        fig, ax = plt.subplots()
+        fn(ax, res[name])
+        assert ax.has_data() or ax.texts
+        plt.close(fig)
+    fig, ax = plt.subplots()
+    tdcore.plot_bench_memory_model(ax, d=8, order=3, m=4, results=res)
+    assert len(ax.lines) >= 3
+    plt.close(fig)
+
+
+def test_run_all_cli(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only", "gpu", "build",
+                          "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "bench_quick_gpu.json").exists() and (tmp_path / "bench_quick_build.md").exists()
+    summary = (tmp_path / "bench_quick_summary.md").read_text()
+    assert "headline" in summary
+    gpu = _finite_json(tmp_path / "bench_quick_gpu.json")
+    assert gpu["machine"]["blas_threads"] != "default"  # benchmarks/_env.py pins BLAS threads
+    if gpu["result"]["status"] == "skipped":
+        assert tdcore.GPU_NOT_MEASURED in summary
+
+
+def _perf_patch():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import perf_patch
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return perf_patch
+
+
+def test_prepatch_code_matches_installed_fit_terms():
+    perf_patch = _perf_patch()
+    from tdcore._objective import fit_terms, make_target_operator
+
+    rng = np.random.default_rng(0)
+    for order in (2, 3, 4):
+        T = tdcore.random_target(9, 2, order, seed=1)
+        op = make_target_operator(T)
+        U, s = rng.standard_normal((9, 5)), rng.standard_normal(5)
+        a = fit_terms(U, s, op, need_grad_s=True)
+        b = perf_patch.fit_terms_prepatch(U, s, perf_patch._prepatch_target(op), need_grad_s=True)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14)
+
+
+def test_prepatch_context_restores_installed_code():
+    perf_patch = _perf_patch()
+    from tdcore import _algorithm1, _objective
+
+    before = (_algorithm1._Run.step, _algorithm1.fit_terms, _objective.FactoredTarget.contract)
+    with perf_patch.prepatch():
+        assert _algorithm1.fit_terms is perf_patch.fit_terms_prepatch
+    assert (_algorithm1._Run.step, _algorithm1.fit_terms, _objective.FactoredTarget.contract) == before
+    rows = perf_patch.time_steps([(5, 4, 2, 3, 1)], repeats=1, min_time=0.001)
+    assert rows[0]["speedup"] > 0
+
+
+def test_tables_and_stories_from_payloads():
+    res = {}
+    for name in TINY:
+        res[name] = tdcore.run_benchmark(name, quick=True, **TINY[name])[0]
+    for name in TINY:
+        html = tdcore.bench_table(res, name)
+        assert html.startswith("<") and "$" not in html
+        md = tdcore.bench_table(res, name, fmt="markdown")
+        assert md.strip()
+        story = tdcore.bench_story(res, name)
+        assert story.strip() and "$" not in story  # plain text: outputs are rendered as CommonMark
+    assert "<table" in tdcore.bench_table(res, "step") and "<th>floor (3 products)</th>" in tdcore.bench_table(
+        res, "step")
+    assert "not the target size" in tdcore.bench_story(res, "batch")
+    assert "No stored result" in tdcore.bench_story({}, "step")
+    m = tdcore.bench_machine_table(res, fmt="markdown")
+    assert m.startswith("Machine:") and m.count("| quick |") == len(TINY)
+    with pytest.raises(ValueError, match="fmt"):
+        tdcore.bench_table(res, "step", fmt="pdf")
+
+
+def test_md_to_html_escapes_and_formats():
+    html = _bench._md_to_html("<!-- c -->\nA **bold** `x<y`\n\n| a | b |\n|---|---|\n| 1 | <2> |")
+    assert "<b>bold</b>" in html and "<code>x&lt;y</code>" in html
+    assert "<td>&lt;2&gt;</td>" in html and "<!--" not in html
