@@ -12,5 +12,10 @@ from ._objective import *  # noqa: F401,F403
 from ._algorithm1 import *  # noqa: F401,F403
 from ._book import *  # noqa: F401,F403
 from ._setup_demo import *  # noqa: F401,F403
+from ._deflation import *  # noqa: F401,F403
+from ._baselines import *  # noqa: F401,F403
+from ._bench import *  # noqa: F401,F403
+from ._landscape import *  # noqa: F401,F403
+from ._experiments import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
