@@ -151,8 +151,12 @@ class Result:
         Per-epoch lists: ``epoch``, ``rel_error``, ``objective``, ``regularizer``,
         ``n_switches``, ``reinit_index``, ``f_before_reinit``, ``f_after_reinit``,
         ``pb_norm2`` (``||P_B U||_F^2``, when the target's subspace is known), ``elapsed``;
-        ``iterations``: per-iteration records at the requested stride; ``polish``:
-        records of the optional final polish.
+        ``iterations``: per-iteration records at the requested stride (``objective``,
+        ``fit`` and ``rel_error`` before the step; ``step_change`` = ``||T_t - T_{t-1}||_F``,
+        ``n_switches`` made by the step; ``fresh_index``, ``fresh_norm``, ``fresh_ps_norm``
+        of the latest re-initialised column); ``polish``: records of the optional
+        final polish (``polish_failed`` is set when its refit broke down and the
+        pre-polish state was kept).
     params : Params
         The parameter values used.
     state : dict
@@ -231,7 +235,8 @@ class _Run:
         return self.p.switch_factor if self.p.mode_switch else 1.0
 
     def state_numpy(self, b=None):
-        arrs = {k: to_numpy(getattr(self, k)) for k in ("U", "a", "c", "chat", "switched")}
+        # copies: re-initialisation updates a, c, chat and switched in place
+        arrs = {k: np.array(to_numpy(getattr(self, k)), copy=True) for k in ("U", "a", "c", "chat", "switched")}
         if b is None:
             return arrs
         return {k: v[b].copy() for k, v in arrs.items()}
@@ -334,7 +339,7 @@ class _Run:
                     nsw, new, ev2 = self.step(ev)
                     new, ev2 = self._check_divergence(new, ev2, ev, f_ref, k, t)
                     if self.record_every and (t - 1) % self.record_every == 0:
-                        self._record_iteration(k, t, ev[0], ev[1], new)
+                        self._record_iteration(k, t, ev[0], ev[1], new, nsw)
                     self.U, self.c, self.chat, self.switched = new
                     ev = ev2
                     if nsw is not None:
@@ -389,7 +394,8 @@ class _Run:
         PU = self.U - Q @ (Q.swapaxes(-1, -2) @ self.U)
         return to_numpy(self.xp.sum(PU * PU, axis=(-1, -2)))
 
-    def _record_iteration(self, k, t, f, fit, new):
+    def _record_iteration(self, k, t, f, fit, new, nsw=None):
+        """Per-iteration record of step t: values before the step, and what the step did."""
         xp = self.xp
         U2, c2 = new[0], new[1]
         s_old = self.weights()
@@ -403,6 +409,7 @@ class _Run:
         ar = xp.arange(self.B)
         fresh_u = self.U[ar, :, idx]  # (B, d)
         rec_f, rec_fit, rec_ch = to_numpy(f), to_numpy(fit), to_numpy(change)
+        rec_sw = np.zeros(self.B, dtype=int) if nsw is None else to_numpy(nsw)
         fresh_norm = to_numpy(xp.sqrt(xp.sum(fresh_u * fresh_u, axis=-1)))
         if self.basis is not None:
             proj = (self.basis.swapaxes(-1, -2) @ fresh_u[:, :, None])[:, :, 0]
@@ -415,7 +422,8 @@ class _Run:
                 "epoch": k, "iteration": t, "objective": float(rec_f[b]), "fit": float(rec_fit[b]),
                 "rel_error": math.sqrt(max(2 * rec_fit[b], 0) / n2[b]), "step_change": float(rec_ch[b]),
                 "fresh_index": int(self.fresh[b]), "fresh_norm": float(fresh_norm[b]),
-                "fresh_ps_norm": None if fresh_ps is None else float(fresh_ps[b])})
+                "fresh_ps_norm": None if fresh_ps is None else float(fresh_ps[b]),
+                "n_switches": int(rec_sw[b])})
 
     def _check_divergence(self, new, ev_new, ev_old, f_ref, k, t):
         """Catch NaN/inf or a blow-up of the objective in the iteration it happens."""
@@ -741,8 +749,12 @@ def _polish(run, steps):
         G = run.U.swapaxes(-1, -2) @ run.U
         A = G**l
         rhs = xp.sum(run.U * run.tgt.contract(run.U), axis=-2)
-        ridge = 1e-12 * xp.max(xp.abs(A), axis=(-1, -2))[:, None, None] * xp.eye(p.m, dtype=A.dtype)
-        s = xp.linalg.solve(A + ridge, rhs[..., None])[..., 0]
+        # minimum-norm least squares through the eigendecomposition of the PSD matrix A:
+        # two columns on the same component make A singular, and a plain solve breaks down
+        evals, evecs = xp.linalg.eigh(A)
+        cut = 1e-10 * xp.max(xp.abs(evals), axis=-1, keepdims=True)
+        inv = xp.where(evals > cut, 1.0 / xp.where(evals > cut, evals, 1.0), 0.0)
+        s = (evecs @ (inv * (evecs.swapaxes(-1, -2) @ rhs[..., None])[..., 0])[..., None])[..., 0]
         s = xp.where(act[:, None], s, run.weights())
         nrm = xp.sqrt(xp.sum(run.U * run.U, axis=-2))
         # s_i u_i^{(x)l} = a_i ||v_i||^{2-l} v_i^{(x)l} with v_i = alpha_i u_i
@@ -760,6 +772,7 @@ def _polish(run, steps):
             run.hist[b]["polish"].append({"step": t, "rel_error": float(rel[b])})
 
     saved = run.p
+    before = {k: getattr(run, k) for k in ("U", "a", "c", "chat", "switched")}
     run.p = replace(p, lam=0.0, mode_switch=False)
     try:
         refit_and_normalise()
@@ -775,3 +788,12 @@ def _polish(run, steps):
         record(steps)
     finally:
         run.p = saved
+    # a trial whose polish went non-finite keeps its pre-polish state
+    bad = ~np.isfinite(to_numpy(xp.sum(run.U, axis=(-1, -2)) + xp.sum(run.c, axis=-1)))
+    if bad.any():
+        keep = xp.asarray(bad)
+        for k, v in before.items():
+            cur = getattr(run, k)
+            setattr(run, k, xp.where(keep.reshape((-1,) + (1,) * (cur.ndim - 1)), v, cur))
+        for b in np.flatnonzero(bad):
+            run.hist[b]["polish_failed"] = True

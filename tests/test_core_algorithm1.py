@@ -261,3 +261,28 @@ def test_init_state_starts_from_given_state_and_is_validated():
                        ({"U": U, "a": np.ones(6), "x": 1}, "unknown keys")]:
         with pytest.raises((ValueError, TypeError), match=match):
             tc.algorithm1(T, 6, init_state=bad, backend="numpy")
+
+
+def test_polish_survives_duplicate_columns():
+    # two columns converge onto one component: the least-squares refit matrix is singular
+    T = tc.random_target(30, 3, 3, seed=104)
+    res = tc.algorithm1(T, 6, seed=4, lam=0.01, polish=200, backend="numpy")
+    assert np.isfinite(res.rel_error) and res.rel_error < 1e-3
+    assert "polish_failed" not in res.history
+
+
+def test_callback_states_are_copies_and_switches_recorded():
+    T = tc.random_target(10, 2, 3, seed=0)
+    states = []
+    res = tc.algorithm1(T, 6, seed=0, epochs=4, iters=50, record_every=1, backend="numpy",
+                        callback=lambda info: states.append(info["state"]))
+    # a stored state is not overwritten by later re-initialisations
+    for k in range(3):
+        j = res.history["reinit_index"][k + 1]
+        assert np.linalg.norm(states[k]["U"][0][:, j]) != pytest.approx(res.params.delta)
+    np.testing.assert_array_equal(states[-1]["U"][0], res.state["U"])
+    recs = res.history["iterations"]
+    per_epoch = {}
+    for rec in recs:
+        per_epoch[rec["epoch"]] = per_epoch.get(rec["epoch"], 0) + rec["n_switches"]
+    assert [per_epoch[e] for e in range(1, 5)] == res.history["n_switches"]
