@@ -112,7 +112,10 @@ def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, del
       l = 3 diverge.
 
     The sweep behind these numbers is ``scripts/default_rule_sweep.py``; its
-    results are in ``results/default_rule_sweep.json`` and ``.md``.
+    results are in ``results/default_rule_sweep.json`` and ``.md``: 10/10 seeds
+    below 0.05 for every l in {3, 4}, d in {10, 50, 200}, r in {2, 5, 8}, m = 3r; a
+    fixed delta = 1e-3 with eta = 0.05 diverges in 10/10 runs at l = 4 (m = 60).  Four
+    times the default step also succeeded there: the default keeps that margin.
     """
     d = check_int("d", d, minimum=1)
     order = check_int("order", order, minimum=2)
