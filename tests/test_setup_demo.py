@@ -79,9 +79,12 @@ def test_scaling_result_layout(small_result):
 def test_scaling_claims(small_result):
     r = small_result
     assert r["max_rel_diff"] < 1e-10
-    # dense peak memory is three d^3 float64 arrays (plus a few KiB of Python objects)
+    # dense peak memory is at least three d^3 float64 arrays; einsum's contraction path
+    # adds small intermediates (d^2 m) and a few KiB of Python objects on top
     expected = 3 * 8 * r["d"][:4].astype(float) ** 3
-    np.testing.assert_allclose(r["dense_peak_bytes"][:4], expected, rtol=0.1, atol=8192)
+    peak = r["dense_peak_bytes"][:4]
+    assert np.all(peak >= 0.9 * expected), (peak, expected)
+    assert np.all(peak <= 1.5 * expected + 64 * 1024), (peak, expected)
     assert abs(r["dense_memory_slope"] - 3) < 0.3
     # implicit memory does not grow with d: m x m Gram matrices only
     assert np.nanmax(r["implicit_peak_bytes"]) < 64 * 1024
