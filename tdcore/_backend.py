@@ -70,8 +70,10 @@ def _probe_cupy():
     """Return ``(usable, reason, details)`` for CuPy on this machine."""
     try:
         import cupy  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken install raising anything
-        return False, f"cupy is not importable ({type(exc).__name__}: {exc})", {}
+    except ModuleNotFoundError:
+        return False, "CuPy is not installed (pip install tdcore[gpu] on a machine with CUDA 12)", {}
+    except Exception as exc:  # a broken install can raise anything
+        return False, f"cupy is installed but cannot be imported ({type(exc).__name__}: {exc})", {}
     try:
         if not cupy.cuda.is_available():
             return False, "cupy is installed but cupy.cuda.is_available() is False (no usable CUDA device)", {
