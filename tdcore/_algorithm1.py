@@ -512,8 +512,6 @@ def _prepare_targets(targets, be, dtype):
         op = make_target_operator(t, be, dtype)
         if isinstance(op, FactoredTarget):
             op = FactoredTarget(op.V[None], op.w[None], op.order)
-        else:
-            op.norm2 = op.norm2  # dense: shared, contract() loops over the batch
         bases = [subspace_basis(t)] * len(targets) if isinstance(t, SymCP) else None
         return op, bases
     if not all(isinstance(t, SymCP) for t in targets):

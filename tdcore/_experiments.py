@@ -41,7 +41,7 @@ import numpy as np
 from ._algorithm1 import DivergenceError, algorithm1, algorithm1_batch, default_params
 from ._book import method_color
 from ._tensor import SymCP, random_target, subspace_basis
-from ._validate import as_rng, check_float, check_int, check_order, check_seed
+from ._validate import as_rng, check_float, check_int, check_int_list, check_order, check_seed, check_seeds
 
 __all__ = [
     # targets, batches, caching
@@ -121,12 +121,7 @@ def _legend(ax, **kwargs):
 
 
 def _int_list(name, values, minimum=1):
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of integers, got {values!r}")
-    out = [check_int(f"{name}[{k}]", v, minimum=minimum) for k, v in enumerate(values)]
-    if not out:
-        raise ValueError(f"{name} must not be empty")
-    return out
+    return check_int_list(name, values, minimum)
 
 
 def _float_list(name, values, *, nonnegative=True):
@@ -139,10 +134,7 @@ def _float_list(name, values, *, nonnegative=True):
 
 
 def _seeds(seeds):
-    seeds = _int_list("seeds", seeds, minimum=0)
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
+    return check_seeds(seeds, distinct=True)
 
 
 def _check_fraction(name, value, *, open_right=False):

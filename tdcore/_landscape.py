@@ -43,7 +43,8 @@ from ._algorithm1 import DivergenceError
 from ._book import method_color
 from ._objective import FactoredTarget, fit_objective, make_target_operator, objective
 from ._tensor import SymCP, check_target, random_target
-from ._validate import as_rng, check_choice, check_float, check_int, check_order, check_seed
+from ._validate import (as_rng, check_choice, check_float, check_int, check_int_list, check_order, check_seed,
+                        check_seeds, check_vector)
 
 __all__ = [
     # lazy training
@@ -173,26 +174,8 @@ def _unit_columns(rng, d, k):
     return X / np.linalg.norm(X, axis=0, keepdims=True)
 
 
-def _check_seeds(seeds, name="seeds"):
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        raise TypeError(f"{name} must be a sequence of seeds (e.g. range(8)), got the single integer {seeds!r}")
-    try:
-        seeds = list(seeds)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of non-negative integers, got {seeds!r}") from exc
-    if not seeds:
-        raise ValueError(f"{name} must contain at least one seed")
-    return [check_seed(s) for s in seeds]
-
-
-def _check_int_list(name, values, minimum):
-    try:
-        values = list(values)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of integers, got {values!r}") from exc
-    if not values:
-        raise ValueError(f"{name} must contain at least one value")
-    return [check_int(f"{name}[{k}]", v, minimum=minimum) for k, v in enumerate(values)]
+_check_seeds = check_seeds
+_check_int_list = check_int_list
 
 
 def _check_float_list(name, values, *, positive=True):
@@ -443,11 +426,7 @@ def lazy_fit(target, U0, *, weights=None, rtol=1e-10):
     b = _feature_rhs(target, U0)
     r2 = n2
     if weights is not None:
-        w = np.asarray(weights, dtype=float)
-        if w.shape != (m,):
-            raise ValueError(f"weights must have shape (m,) = ({m},), got shape {w.shape}")
-        if not np.all(np.isfinite(w)):
-            raise ValueError("weights contains NaN or infinite entries")
+        w = check_vector("weights", weights, m)
         T0 = SymCP(w, U0, order)
         b = b - T0.contract(U0).T.reshape(-1)
         r2 = n2 - 2 * _inner_any(T0, target) + float(T0.inner(T0))

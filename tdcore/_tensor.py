@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ._backend import to_numpy, xp_of
-from ._validate import as_rng, check_int, check_order
+from ._validate import as_rng, check_int, check_order, check_vector
 
 __all__ = [
     "SymCP",
@@ -365,11 +365,7 @@ def random_target(d, r, order, *, orthogonal=False, weights=None, seed=None, nor
     if weights is None:
         w = np.ones(r)
     else:
-        w = np.asarray(weights, dtype=float)
-        if w.shape != (r,):
-            raise ValueError(f"weights must have shape (r,) = ({r},), got shape {w.shape}")
-        if not np.all(np.isfinite(w)):
-            raise ValueError("weights contains NaN or infinite entries")
+        w = check_vector("weights", weights, r)
     T = SymCP(w, V, order)
     if normalize:
         T = T.normalized()

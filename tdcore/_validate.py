@@ -75,6 +75,46 @@ def check_seed(seed):
     return check_int("seed", seed, minimum=0)
 
 
+def check_int_list(name, values, minimum=None):
+    """A non-empty sequence of integers (each ``>= minimum``), returned as a list of ``int``."""
+    if isinstance(values, (str, bytes, numbers.Number)):
+        raise TypeError(f"{name} must be a sequence of integers, got {values!r}")
+    try:
+        values = list(values)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of integers, got {values!r}") from exc
+    if not values:
+        raise ValueError(f"{name} must contain at least one value")
+    return [check_int(f"{name}[{k}]", v, minimum=minimum) for k, v in enumerate(values)]
+
+
+def check_seeds(seeds, *, name="seeds", distinct=False):
+    """A non-empty sequence of seeds (non-negative integers or Generators)."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        raise TypeError(f"{name} must be a sequence of seeds (e.g. range(8)), got the single integer {seeds!r}")
+    try:
+        seeds = list(seeds)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of non-negative integers, got {seeds!r}") from exc
+    if not seeds:
+        raise ValueError(f"{name} must contain at least one seed")
+    seeds = [check_seed(s) for s in seeds]
+    ints = [s for s in seeds if isinstance(s, int)]
+    if distinct and len(set(ints)) != len(ints):
+        raise ValueError(f"{name} must be distinct, got {ints}")
+    return seeds
+
+
+def check_vector(name, value, length):
+    """A finite float vector of shape ``(length,)``."""
+    v = np.asarray(value, dtype=float)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return v
+
+
 def as_rng(seed):
     """A ``numpy.random.Generator`` from a seed (None, int or Generator)."""
     seed = check_seed(seed)
