@@ -1,29 +1,39 @@
-"""The hot-path rewrite of Algorithm 1 (commit fb44535): equality and speedup against the code before it.
+"""The hot-path rewrites of Algorithm 1: equality and speedup against the code before them.
 
-``tdcore/_objective.py::fit_terms`` / ``FactoredTarget.contract`` and
-``tdcore/_algorithm1.py::_Run.evaluate/step`` were rewritten (the diff is kept in
-``.notes/perf_patch.diff``).  This script keeps a verbatim copy of the code as it
-was before (commit 35073b1: :func:`fit_terms_prepatch`, :class:`PrepatchRun`) and
-measures the installed code against it:
+The step (``tdcore/_algorithm1.py::_Run.evaluate/step``, and ``fit_terms`` /
+``FactoredTarget.contract`` in ``tdcore/_objective.py`` which it used to call)
+was rewritten twice.  This script keeps a verbatim copy of the code as it was
+before the first rewrite (commit 35073b1: :func:`fit_terms_prepatch`,
+:class:`PrepatchRun`) and measures the installed code against it:
 
 * equality: ``fit_terms`` values and gradients at orders 2-4, and whole
   ``algorithm1`` / ``algorithm1_batch`` runs (pre-patch vs installed, same seeds);
 * speedup: one Algorithm 1 iteration, pre-patch vs installed, interleaved in one
   process, at small and large sizes.
 
-What the rewrite changed (same maths, fewer passes over memory):
+First rewrite (commit fb44535; same maths, fewer passes over memory):
 
 1. ``(G^{o l} s)_i = u_i . (U diag(s) G^{o(l-1)})_i``: the m x m product ``M * G``
    and its column sums became a d x m column dot product with the matrix ``U M``
    that the gradient needs anyway.
 2. ``U M = (U diag(s)) G^{o(l-1)}``: the row scaling moved from the m x m matrix
    to the d x m one; ``G^{o(l-1)}`` is formed in place (one m x m pass at l = 3).
-3. The gradient is assembled in place (``UM -= R; UM *= l s``), the regulariser's
-   gradient is added in place, column norms use one ``einsum``.
-4. ``step`` hands the squared column norms of the new ``U`` to ``evaluate``.
-5. Integer powers of arrays are repeated multiplications: NumPy's ``x ** 3``
-   calls ``pow`` and costs about fifteen multiplications (``G ** 3`` was most of
-   the gap to the floor at order 4).
+3. The gradient is assembled in place, column norms use one ``einsum``.
+4. Integer powers of arrays are repeated multiplications: NumPy's ``x ** 3``
+   calls ``pow`` and costs about fifteen multiplications.
+
+Second rewrite (the fused step, ``_Run.evaluate`` builds a step plan):
+
+5. The whole update ``U - eta grad`` (fit, regulariser and target terms) is two
+   matrix products, ``U' = V Q - U M`` with ``M = eta l (S + lam diag(h)) - I``
+   (m x m) and ``Q = eta l diag(w) (V^T U)^{o(l-1)} diag(s)`` (r x m); the model
+   term of the objective is ``<S, G>``, one batched dot product; the target term
+   ``T*(u_i, ..., u_i) = sum_k w_k (v_k . u_i)^l`` comes from the r x m matrix
+   ``V^T U``.  No d x m temporary besides the products' outputs.
+6. The new column norms are the diagonal of the next Gram matrix.
+7. When ``m`` is several times ``d`` (``_Run.M_SIDE_RATIO``) the m x m passes
+   would cost more than d x m ones, and the step keeps the first rewrite's form
+   (scalings on the d x m side).
 
 Run ``python benchmarks/perf_patch.py [--quick]``; writes ``results/bench_perf_patch.json``.
 """

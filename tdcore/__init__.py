@@ -2,7 +2,8 @@
 
 The functional API re-exported here is documented in each private module:
 ``_tensor`` (implicit symmetric CP tensors), ``_objective`` (objectives and
-gradients), ``_algorithm1`` (the paper's Algorithm 1, batched), ``_backend``
+gradients), ``_algorithm1`` (the paper's Algorithm 1, batched), ``_refine``
+(Levenberg--Marquardt refinement and ``decompose``, beyond the paper), ``_backend``
 (NumPy / CuPy), ``_book`` and ``_setup_demo`` (helpers for the book's chapters).
 """
 
@@ -14,6 +15,7 @@ from ._book import *  # noqa: F401,F403
 from ._setup_demo import *  # noqa: F401,F403
 from ._deflation import *  # noqa: F401,F403
 from ._baselines import *  # noqa: F401,F403
+from ._refine import *  # noqa: F401,F403
 from ._bench import *  # noqa: F401,F403
 from ._landscape import *  # noqa: F401,F403
 from ._experiments import *  # noqa: F401,F403

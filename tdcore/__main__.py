@@ -31,6 +31,9 @@ def _run(args):
     from ._algorithm1 import DivergenceError, algorithm1
     from ._tensor import random_target
 
+    from ._validate import check_float
+
+    check_float("refine", args.refine, positive=True, allow_none=True)
     target = random_target(args.d, args.r, args.order, orthogonal=args.orthogonal, seed=args.target_seed
                            if args.target_seed is not None else args.seed)
     t0 = time.perf_counter()
@@ -50,8 +53,18 @@ def _run(args):
     print(f"  epochs run: {len(h['epoch'])}{' (interrupted)' if res.interrupted else ''}, "
           f"mode switches: {sum(h['n_switches'])}, time: {el:.2f} s")
     print(f"  final relative error: {res.rel_error:.6g}")
+    model, extra = res.model, {}
+    if args.refine is not None:
+        from ._refine import refine
+
+        ref = refine(res.model, target, tol=args.refine)
+        model = ref.model
+        extra = {"refine": json.dumps({"rel_error": ref.rel_error, "converged": bool(ref.converged),
+                                       "iterations": len(ref.history), "elapsed": ref.elapsed})}
+        print(f"  refine (Levenberg-Marquardt, beyond the paper): relative error {ref.rel_error:.3g} after "
+              f"{len(ref.history)} iterations, {ref.elapsed:.2f} s{'' if ref.converged else ' (tol not reached)'}")
     if args.out:
-        np.savez(args.out, weights=res.model.weights, factors=res.model.factors, order=p.order,
+        np.savez(args.out, weights=model.weights, factors=model.factors, order=p.order, **extra,
                  target_weights=target.weights, target_factors=target.factors,
                  params=json.dumps(p.to_dict()),
                  history=json.dumps({k: v for k, v in h.items() if k != "iterations"}))
@@ -79,6 +92,9 @@ def main(argv=None):
     pr.add_argument("--lam", type=float)
     pr.add_argument("--polish", type=int, default=0)
     pr.add_argument("--tol", type=float)
+    pr.add_argument("--refine", type=float, metavar="TOL",
+                    help="afterwards, refine the model by Levenberg-Marquardt down to this relative error "
+                         "(beyond the paper; the saved model is the refined one)")
     pr.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
     pr.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     pr.add_argument("--checkpoint", help="checkpoint file (resumed when it exists)")

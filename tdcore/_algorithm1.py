@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ._backend import get_backend, to_numpy
-from ._objective import FactoredTarget, _coldot, _ipow, fit_terms, make_target_operator
+from ._objective import FactoredTarget, _coldot, _ipow, _mT, fit_terms, make_target_operator
 from ._tensor import SymCP, check_target, norm, subspace_basis
 from ._validate import as_rng, check_dtype, check_float, check_int, check_seed
 
@@ -218,6 +218,8 @@ class _Run:
         self.active = np.ones(self.B, dtype=bool)
         self.hist = [_empty_history() for _ in range(self.B)]
         self.fresh = np.zeros(self.B, dtype=int)  # latest re-initialised column per trial
+        self._fit_goal = None  # (tol, fit value at relative error tol) per trial
+        self.stop_requested = False  # set from another thread: stop like Ctrl-C
 
     # -- state ---------------------------------------------------------------------
     def init_state(self):
@@ -254,23 +256,103 @@ class _Run:
     def weights(self, c=None):
         return self.a * (self.c if c is None else c) ** (self.p.order - 2)
 
-    def evaluate(self, U=None, c=None, chat=None, sq=None):
-        """(objective, fit, regularizer, grad_U, column norms) at the given or current state.
+    #: Form the step on the m side (m x m matrices) while m < M_SIDE_RATIO * d, else on the d side.
+    M_SIDE_RATIO = 2.5
 
-        ``sq``: the squared column norms of ``U`` when the caller has them already.
+    def evaluate(self, U=None, c=None, chat=None, G=None):
+        """(objective, fit, regularizer, step plan, column norms) at the given or current state.
+
+        ``G``: the Gram matrix ``U^T U`` when the caller has it already.
+
+        The step plan holds what :meth:`step` needs to form ``U - eta grad_U f`` with
+        as few passes over memory as the shapes allow.  With ``s = a c^{l-2}``,
+        ``S = diag(s) G^{o(l-1)} diag(s)``, ``h_i = chat_i^{l-2} ||u_i||^{l-2}`` and
+        the target term ``Q = eta l diag(w) (V^T U)^{o(l-1)} diag(s)`` (r x m; for a
+        dense target ``Q = eta l R diag(s)``, d x m), the new factors are
+
+        * m side (``m < M_SIDE_RATIO d``): ``U' = V Q - U M`` with the m x m matrix
+          ``M = eta l (S + lam diag(h)) - I``: two matrix products and one pass
+          over the d x m array; ``S`` costs two m x m passes;
+        * d side (many more components than dimensions): ``U' = V Q + U diag(1 -
+          eta l lam h) - (U diag(eta l s)) G^{o(l-1)} diag(s)``, where the scalings
+          are d x m passes and ``G`` is powered once.
+
+        The two agree to rounding.  Nothing in the plan is modified by :meth:`step`.
         """
         xp, p = self.xp, self.p
         U = self.U if U is None else U
         c = self.c if c is None else c
         chat = self.chat if chat is None else chat
-        l = p.order
-        fit, gU, _, _ = fit_terms(U, self.a * _ipow(c, l - 2), self.tgt)
-        n2 = _coldot(U, U) if sq is None else sq
+        l, eta, lam = p.order, p.eta, p.lam
+        s = self.a * _ipow(c, l - 2)
+        if G is None:
+            G = _mT(U) @ U
+        n2 = G.diagonal(axis1=-2, axis2=-1)
+        B, d, m = U.shape
         nrm = xp.sqrt(n2)
         h = _ipow(chat, l - 2) * _ipow(nrm, l - 2)  # chat^{l-2} ||u||^{l-2}
-        reg = p.lam * xp.sum(h * n2, axis=-1)
-        gU += U * ((p.lam * l) * h)[:, None, :]
-        return fit + reg, fit, reg, gU, nrm
+        reg = lam * (h * n2).sum(axis=-1)
+        if m < self.M_SIDE_RATIO * d:
+            # M = eta l S - I + eta l lam diag(h), in l passes over the m x m array
+            k = (s * math.sqrt(eta * l))[..., :, None]
+            M = _ipow(G, l - 1) if l > 2 else G.copy()
+            M *= k
+            M *= _mT(k)  # M_ij = eta l s_i s_j G_ij^{l-1}
+            # s^T G^{o l} s = <S, G>, one batched dot product
+            model2 = (M.reshape(B, 1, m * m) @ G.reshape(B, m * m, 1)).reshape(B)
+            model2 *= 1.0 / (eta * l)
+            h1 = h * (eta * l * lam)
+            h1 -= 1.0
+            M.reshape(B, m * m)[:, :: m + 1] += h1
+            plan = ("m", M)
+        else:
+            Gp = G * G if l == 3 else (_ipow(G, l - 1) if l > 3 else G)
+            UM = (U * (eta * l * s)[..., None, :]) @ Gp  # eta l U diag(s) G^{o(l-1)}
+            model2 = (s * _coldot(U, UM)).sum(axis=-1) / (eta * l)
+            UM *= s[..., None, :]
+            plan = ("d", UM, 1.0 - (eta * l * lam) * h)
+        tgt = self.tgt
+        if isinstance(tgt, FactoredTarget):
+            A = _mT(tgt.V) @ U  # (B, r, m)
+            Q = _ipow(A, l - 1) if l > 2 else A.copy()
+            Q *= tgt.w[..., :, None]
+            Q *= (eta * l * s)[..., None, :]  # eta l diag(w) A^{o(l-1)} diag(s)
+            # sum_i s_i T*(u_i, ..., u_i) = sum_{k,i} s_i w_k A_ki^l = <Q, A> / (eta l)
+            r = A.shape[-2]
+            cross = (Q.reshape(B, 1, r * m) @ A.reshape(B, r * m, 1)).reshape(B)
+            cross *= 1.0 / (eta * l)
+        else:
+            Q = tgt.contract(U)  # R, (B, d, m)
+            cross = (s * _coldot(U, Q)).sum(axis=-1)
+            Q *= (eta * l * s)[..., None, :]
+        fit = 0.5 * (model2 - 2.0 * cross + tgt.norm2)
+        return fit + reg, fit, reg, plan + (Q,), nrm
+
+    def _apply_plan(self, plan, U, active=None):
+        """``U - eta grad`` from a step plan (see :meth:`evaluate`); inactive trials keep ``U``."""
+        xp = self.xp
+        Q = plan[-1]
+        if active is not None:
+            Q = Q * active[:, None, None]
+        U2 = self.tgt.V @ Q if isinstance(self.tgt, FactoredTarget) else Q.copy()
+        if plan[0] == "m":
+            M = plan[1]
+            if active is not None:
+                M = xp.where(active[:, None, None], M, -xp.eye(M.shape[-1], dtype=M.dtype))
+            U2 -= U @ M
+        else:
+            UM, a = plan[1], plan[2]
+            if active is not None:
+                UM = UM * active[:, None, None]
+                a = xp.where(active[:, None], a, 1.0)
+            U2 -= UM
+            U2 += U * a[..., None, :]
+        return U2
+
+    def gradient(self, ev=None):
+        """The gradient in ``U`` of the objective (``C``, ``Chat`` fixed) at the current state."""
+        ev = self.evaluate() if ev is None else ev
+        return (self.U - self._apply_plan(ev[3], self.U)) / self.p.eta
 
     def reinit(self):
         p, xp = self.p, self.xp
@@ -299,14 +381,17 @@ class _Run:
 
         Returns ``(nsw, new_state, new_ev)``: the number of mode switches per trial,
         the new ``(U, c, chat, switched)`` and its evaluation (reused by the next step).
+
+        The gradient step ``U - eta grad_U f`` is formed from the plan that
+        :meth:`evaluate` built (for ``m`` up to a few times ``d``: ``U' = V Q - U M``,
+        two matrix products and one pass over the d x m array).  The new column norms are the
+        diagonal of the next Gram matrix, which the next evaluation needs anyway.
         """
         xp, p = self.xp, self.p
-        _, _, _, gU, nrm = ev
-        if not self.active.all():
-            gU = gU * xp.asarray(self.active)[:, None, None]
-        U2 = self.U - p.eta * gU
-        sq2 = _coldot(U2, U2)
-        nrm2 = xp.sqrt(sq2)
+        nrm = ev[4]
+        U2 = self._apply_plan(ev[3], self.U, None if self.active.all() else xp.asarray(self.active))
+        G2 = _mT(U2) @ U2
+        nrm2 = xp.sqrt(G2.diagonal(axis1=-2, axis2=-1))
         ratio = nrm / nrm2
         c2 = self.c * ratio
         chat2 = self.chat * ratio
@@ -317,9 +402,9 @@ class _Run:
             sw = (~self.switched) & (nrm <= thr) & (nrm2 > thr)
             c2 = xp.where(sw, c2 / p.switch_factor, c2)
             switched2 = self.switched | sw
-            nsw = xp.sum(sw, axis=-1)
+            nsw = sw.sum(axis=-1)
         new = (U2, c2, chat2, switched2)
-        return nsw, new, self.evaluate(U2, c2, chat2, sq=sq2)
+        return nsw, new, self.evaluate(U2, c2, chat2, G=G2)
 
     # -- the loop ------------------------------------------------------------------
     def run(self, *, progress=False, checkpoint=None, checkpoint_every=1, tol=None, t0=None, on_epoch=None):
@@ -338,7 +423,10 @@ class _Run:
                 if f_ref is None:
                     f_ref = np.maximum(f_before, 0.5 * to_numpy(self.tgt.norm2 * xp.ones(self.B)))
                 nsw_epoch = xp.zeros(self.B, dtype=xp.int64)
+                reached = False
                 for t in range(1, p.iters + 1):
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
                     nsw, new, ev2 = self.step(ev)
                     new, ev2 = self._check_divergence(new, ev2, ev, f_ref, k, t)
                     if self.record_every and (t - 1) % self.record_every == 0:
@@ -347,6 +435,9 @@ class _Run:
                     ev = ev2
                     if nsw is not None:
                         nsw_epoch += nsw
+                    if tol is not None and self._reached(ev[1], tol):
+                        reached = True
+                        break
                 nsw_epoch = to_numpy(nsw_epoch)
                 f, fit, reg = to_numpy(ev[0]), to_numpy(ev[1]), to_numpy(ev[2])
                 rel = np.sqrt(np.maximum(2 * fit, 0) / to_numpy(self.tgt.norm2 * xp.ones(self.B)))
@@ -375,7 +466,9 @@ class _Run:
                     on_epoch(self)
                 if checkpoint and (k % checkpoint_every == 0 or k == p.epochs):
                     _save_checkpoint(checkpoint, self, t0)
-                if tol is not None and np.all(rel[self.active] <= tol):
+                if reached:
+                    for b in range(self.B):
+                        self.hist[b]["stopped_at"] = [k, t]
                     stop = True
                 if stop:
                     break
@@ -385,6 +478,18 @@ class _Run:
             if bar is not None:
                 bar.close()
         return interrupted
+
+    def _reached(self, fit, tol):
+        """True when every active trial's relative error is at most ``tol``."""
+        if self._fit_goal is None or self._fit_goal[0] != tol:
+            n2 = to_numpy(self.tgt.norm2 * self.xp.ones(self.B))
+            self._fit_goal = (tol, 0.5 * tol * tol * n2)
+        ok = to_numpy(fit) <= self._fit_goal[1]
+        if ok.all():
+            return True
+        if self.active.all():
+            return False
+        return bool(self.active.any() and ok[self.active].all())
 
     def _epoch_info(self, rel):
         return {"epoch": self.epoch, "rel_error": rel.copy(), "state": self.state_numpy(), "params": self.p,
@@ -431,7 +536,10 @@ class _Run:
     def _check_divergence(self, new, ev_new, ev_old, f_ref, k, t):
         """Catch NaN/inf or a blow-up of the objective in the iteration it happens."""
         f2 = to_numpy(ev_new[0])
-        bad = (~np.isfinite(f2) | (f2 > self.blowup * f_ref)) & self.active
+        ok = f2 <= self.blowup * f_ref  # False for NaN and inf too
+        if ok.all():
+            return new, ev_new
+        bad = ~ok & self.active
         if not bad.any():
             return new, ev_new
         if self.divergence == "raise":
@@ -450,8 +558,8 @@ class _Run:
         self.active = self.active & ~bad
         for b in np.flatnonzero(bad):
             self.hist[b]["diverged_at"] = (k, t)
-        ev = tuple(xp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), o, n) for n, o in zip(ev_new, ev_old))
-        return new_state, ev
+        # the frozen trials are back at their last finite state: evaluate the mixed state afresh
+        return new_state, self.evaluate(*new_state[:3])
 
 
 def _empty_history():
@@ -536,7 +644,8 @@ def _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch,
 
 def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, eta=None, lam=None,
                      backend="auto", dtype=None, reinit=True, mode_switch=True, polish=0, tol=None,
-                     record_every=None, callback=None, divergence="freeze", progress=False, return_numpy=True):
+                     record_every=None, callback=None, divergence="freeze", progress=False, return_numpy=True,
+                     workers=1):
     """Run B independent trials of Algorithm 1 together (batched matrix products).
 
     Parameters
@@ -550,6 +659,17 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     divergence : {"freeze", "raise"}
         ``"freeze"`` stops updating a diverged trial and keeps its last finite state
         (marked ``history["diverged_at"]``); ``"raise"`` raises :class:`DivergenceError`.
+    tol : float, optional
+        Stop once every trial (of a chunk, see ``workers``) has relative error at
+        most ``tol``; trials that got there earlier keep iterating until then.
+    workers : int
+        Split the batch into this many contiguous chunks and run them in as many
+        threads (NumPy releases the GIL inside its matrix products and
+        element-wise loops), with BLAS limited to one thread meanwhile, so that
+        the chunks use separate cores instead of competing for them.  Every
+        trial's computation is the same as with ``workers=1`` (with ``tol``, a
+        chunk stops when its own trials are done).  Not with ``callback`` or
+        ``progress``, which report on the whole batch; CPU (NumPy) backend only.
     Other parameters
         As :func:`algorithm1`.
 
@@ -576,15 +696,61 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     op, bases = _prepare_targets(targets, be, dt)
     basis = None if bases is None else be.asarray(np.stack(bases), dt) if len({b.shape for b in bases}) == 1 else None
     rngs = [as_rng(check_seed(s)) for s in seeds]
-    run = _Run(op, p, rngs, be, dt, basis=basis, record_every=rec, callback=callback, divergence=divergence)
+    workers = check_int("workers", workers, minimum=1)
+    if workers > 1:
+        if callback is not None or progress:
+            raise ValueError("workers > 1 cannot be combined with callback or progress (they report on the whole "
+                             "batch); use workers=1")
+        if be.name != "numpy":
+            raise ValueError(f"workers > 1 is for the CPU (NumPy) backend; this run uses {be.name!r}")
     t0 = time.perf_counter()
-    run.init_state()
-    interrupted = run.run(progress=progress, tol=p.tol, t0=t0)
-    if p.polish and not interrupted:
-        _polish(run, p.polish)
-    results = _collect(run, return_numpy, seeds)
+    chunks = [c for c in np.array_split(np.arange(len(seeds)), workers) if len(c)]
+    runs = []
+    for idx in chunks:
+        if len(chunks) == 1:
+            op_c, basis_c = op, basis
+        elif isinstance(op, FactoredTarget) and op.V.shape[0] > 1:
+            op_c = FactoredTarget(op.V[idx], op.w[idx], op.order)
+            basis_c = None if basis is None else basis[idx]
+        else:  # one shared target
+            op_c, basis_c = op, None if basis is None else basis[idx]
+        runs.append(_Run(op_c, p, [rngs[i] for i in idx], be, dt, basis=basis_c, record_every=rec,
+                         callback=callback, divergence=divergence))
+
+    def go(run):
+        run.init_state()
+        stopped = run.run(progress=progress, tol=p.tol, t0=t0)
+        if p.polish and not stopped:
+            _polish(run, p.polish)
+        return stopped
+
+    if len(runs) == 1:
+        flags = [go(runs[0])]
+    else:
+        flags = _run_threads(go, runs)
+    interrupted = any(flags)
+    results, diverged = [], []
+    for idx, run in zip(chunks, runs):
+        results += _collect(run, return_numpy, [seeds[i] for i in idx])
+        diverged += [int(idx[b]) for b in range(run.B) if not run.active[b]]
     return BatchResult(results=results, params=p, elapsed=time.perf_counter() - t0, interrupted=interrupted,
-                       diverged=[b for b in range(run.B) if not run.active[b]])
+                       diverged=diverged)
+
+
+def _run_threads(fn, runs):
+    """``fn(run)`` for every run, one thread each, BLAS single-threaded; Ctrl-C stops them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(runs)) as ex:
+        futs = [ex.submit(fn, run) for run in runs]
+        try:
+            return [f.result() for f in futs]
+        except KeyboardInterrupt:
+            for run in runs:
+                run.stop_requested = True
+            return [f.result() or True for f in futs]
 
 
 def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=None, seed=None, backend="auto",
@@ -612,8 +778,11 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         Beyond the paper: after the K epochs, this many plain gradient steps on
         the fit with ``lam = 0`` and no re-initialisation, preceded by a
         least-squares refit of the weights; removes the O(lam) error floor.
+        For errors far below that floor, :func:`tdcore.refine` (Levenberg--Marquardt)
+        or :func:`tdcore.decompose` (Algorithm 1, then refine) converge much faster.
     tol : float, optional
-        Stop early once the relative error is at most ``tol`` (checked per epoch).
+        Stop early once the relative error is at most ``tol`` (checked after every
+        iteration; ``history["stopped_at"]`` records the epoch and iteration).
     record_every : int, optional
         Record per-iteration values every this many iterations.
     callback : callable, optional

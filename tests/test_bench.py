@@ -113,9 +113,28 @@ def test_memory_probe_rejects_unknown_kind():
 
 def test_scale_record():
     rec = tdcore.bench_scale(d=30, r=2, order=3, m=6, epochs=2, iters=20, tol=1e-9, budget_s=600)
-    assert rec["epochs_run"] == 2 and len(rec["trace"]) == 2
+    assert rec["epochs_run"] == 2 and len(rec["trace"]) == 2 and rec["method"] == "algorithm1"
     assert rec["dense_entries"] == 30.0**3 and rec["within_budget"] is True
     assert 0 <= rec["rel_error"] < 10
+
+
+def test_scale_decompose_record():
+    rec = tdcore.bench_scale(d=30, r=2, order=3, m=6, tol=1e-9, method="decompose")
+    assert rec["method"] == "decompose" and rec["converged"] is True
+    assert rec["rel_error"] <= 1e-9 < rec["rel_error_handoff"] <= rec["handoff"]
+    assert rec["elapsed_algorithm1_s"] + rec["elapsed_refine_s"] <= rec["elapsed_s"] * 1.001
+    lm = [p for p in rec["trace"] if "lm_iter" in p]
+    ep = [p for p in rec["trace"] if "epoch" in p]
+    assert len(ep) == rec["epochs_run"] and len(lm) == rec["lm_iters"] + 1  # record 0 is the handoff state
+    assert min(p["elapsed_s"] for p in lm) >= max(p["elapsed_s"] for p in ep) - 1e-9
+    md = _bench._scale_md([rec])
+    assert "decompose" in md and "LM iterations" in md
+    story = tdcore.bench_story({"scale": {"runs": [rec]}}, "scale")
+    assert f"{rec['rel_error']:.1e}" in story and "Levenberg" in story
+    with pytest.raises(ValueError, match="method"):
+        tdcore.bench_scale(d=10, r=2, m=4, method="als")
+    with pytest.raises(ValueError, match="polish"):
+        tdcore.bench_scale(d=10, r=2, m=4, method="decompose", polish=5)
 
 
 def test_batch_record_and_equality():
@@ -126,6 +145,13 @@ def test_batch_record_and_equality():
     assert rec2["sequential_extrapolated"] is True and rec2["sequential_trials_timed"] == 2
     assert rec2["default_allocator"]["throughput_ratio"] > 0
     assert "default allocator" in _bench._batch_md(rec2)
+    rec3 = tdcore.bench_batch(B=4, d=8, m=4, r=2, epochs=1, iters=3, repeats=1, workers=[2])
+    (wr,) = rec3["workers"]
+    assert wr["workers"] == 2 and wr["throughput_ratio"] > 0 and wr["max_abs_diff_rel_error"] <= 1e-12
+    assert "split over 2 threads" in _bench._batch_md(rec3)
+    assert "one-core ratio" in tdcore.bench_story({"batch": {"result": rec3}}, "batch")
+    with pytest.raises(ValueError, match="workers"):
+        tdcore.bench_batch(B=2, d=6, m=3, r=2, epochs=1, iters=2, repeats=1, workers=[1])
 
 
 def test_gpu_skips_cleanly_without_gpu():
@@ -138,16 +164,130 @@ def test_gpu_skips_cleanly_without_gpu():
         assert "not measured" in _bench._gpu_md(rec)
 
 
-def test_baselines_record():
-    rec = tdcore.bench_baselines(kinds=("orthogonal",), d=6, r=2, seeds=[0], polish=20, als_iter_max=50)
+def _skip_without_tensorly(rec):
     if rec["status"] == "skipped":
         assert rec["reason"]
-        return
-    methods = {r["method"] for r in rec["records"]}
-    assert {"algorithm1", "cp_als", "power_method"} <= methods
+        pytest.skip(rec["reason"])
+
+
+def test_baselines_record():
+    rec = tdcore.bench_baselines(kinds=("orthogonal", "separated"), d=6, r=2, seeds=[0, 1], als_iter_max=50,
+                                 repeats=2)
+    _skip_without_tensorly(rec)
+    lo, hi = max(rec["eps"]), min(rec["eps"])
+    by = {}
+    for x in rec["records"]:
+        by.setdefault(x["method"], set()).add(x["eps"])
+        assert x["success"] == (x["rel_error"] <= x["eps"])
+        assert len(x["times_s"]) == (2 if x["success"] else 1) and x["time_s"] == min(x["times_s"])
+        assert x["identical"] is True  # deterministic given the seed
+    assert by == {"algorithm1": {lo}, "decompose": {lo, hi}, "cp_als": {lo, hi}, "power_method": {lo, hi}}
+    for x in rec["records"]:
+        if x["method"] == "decompose":
+            assert 0 < x["time_algorithm1_s"] and 0 <= x["time_refine_s"]
+            assert x["time_algorithm1_s"] + x["time_refine_s"] <= x["time_s"] * 1.001
     for s in rec["summary"]:
-        assert 0 <= s["success_rate"] <= 1 and s["n"] == 1
-        assert (s["median_time_s"] is None) == (s["success_rate"] == 0)
+        rs = [x for x in rec["records"] if (x["method"], x["kind"], x["eps"]) == (s["method"], s["kind"], s["eps"])]
+        assert s["n"] == len(rs) == 2 and s["successes"] == sum(x["success"] for x in rs)
+        assert (s["median_time_s"] is None) == (s["successes"] == 0)
+    for x in rec["ratios"]:  # recomputed from the records
+        rs = {(y["method"], y["seed"]): y for y in rec["records"] if (y["kind"], y["eps"]) == (x["kind"], x["eps"])}
+        both = [sd for sd in (0, 1) if rs[("cp_als", sd)]["success"] and rs[(x["method"], sd)]["success"]]
+        assert x["n_seeds"] == len(both)
+        if both:
+            want = np.median([rs[(x["method"], sd)]["time_s"] / rs[("cp_als", sd)]["time_s"] for sd in both])
+            assert x["median_ratio"] == pytest.approx(want)
+    md = _bench._baselines_md(rec)
+    assert "decompose" in md and "median of ratios" in md and "polish" not in md
+
+
+def _rec(method, seed, t, ok, kind="k", eps=0.01):
+    return {"method": method, "kind": kind, "eps": eps, "seed": seed, "time_s": t, "success": ok}
+
+
+def test_ratio_to_als_pairs_seeds_where_both_succeed():
+    recs = [_rec("cp_als", 0, 1.0, True), _rec("decompose", 0, 2.0, True),
+            _rec("cp_als", 1, 2.0, True), _rec("decompose", 1, 8.0, True),
+            _rec("cp_als", 2, 1.0, False), _rec("decompose", 2, 1.0, True),  # ALS fails: not counted
+            _rec("cp_als", 3, 1.0, True), _rec("decompose", 3, 0.5, False)]  # ours fails where ALS succeeds
+    x = _bench._ratio_to_als(recs, "decompose", "k", 0.01, 3)
+    assert x["n_seeds"] == 2 and x["n_als_success"] == 3 and x["n_method_fail_where_als_succeeds"] == 1
+    assert x["assessed"] is False and x["median_ratio"] == pytest.approx(3.0)
+    assert x["ratio_of_medians"] == pytest.approx(5.0 / 1.5) and (x["min_ratio"], x["max_ratio"]) == (2.0, 4.0)
+    assert _bench._ratio_to_als(recs, "decompose", "k", 0.01, 2)["assessed"] is True
+    assert _bench._ratio_to_als(recs, "algorithm1", "k", 0.01, 2) is None
+
+
+def test_run_repeated_keeps_fastest_spreads_repeats_and_checks_identity():
+    order = []
+
+    def job(name, times, err, fps):
+        times, fps = iter(times), iter(fps)
+
+        def fn():
+            order.append(name)
+            return {"time_s": next(times), "rel_error": err, "fingerprint": next(fps)}
+        return ({"name": name}, fn, 0.01)
+
+    jobs = [job("a", [3.0, 1.0, 2.0], 0.001, [1, 1, 1]),
+            job("fail", [5.0], 0.5, [1]),  # misses the accuracy: run once
+            job("b", [1.0, 2.0, 3.0], 0.0, [1, 2, 1])]  # a repeat differs: flagged
+    a, fail, b = _bench._run_repeated(jobs, 3)
+    assert order == ["a", "fail", "b", "a", "b", "a", "b"]  # passes, not back-to-back repeats
+    assert a["name"] == "a" and a["time_s"] == 1.0 and a["times_s"] == [3.0, 1.0, 2.0]
+    assert a["identical"] and a["success"] and a["eps"] == 0.01 and "fingerprint" not in a
+    assert fail["times_s"] == [5.0] and fail["success"] is False and fail["identical"]
+    assert b["time_s"] == 1.0 and b["identical"] is False
+
+
+def _ratio(kind, eps, med, n, n_als, total=10, assessed=None):
+    return {"method": "decompose", "kind": kind, "eps": eps, "median_ratio": med, "ratio_of_medians": med,
+            "n_seeds": n, "n_als_success": n_als, "n_seeds_total": total,
+            "assessed": n >= 3 if assessed is None else assessed}
+
+
+@pytest.mark.parametrize("sep,met", [(2.5, True), (3.5, False)])
+def test_baselines_headline_worst_assessed_kind(sep, met):
+    res = {"status": "measured", "d": 20, "r": 5, "eps": [0.01, 1e-6], "min_seeds": 3,
+           "ratios": [_ratio("separated", 0.01, sep, 7, 7), _ratio("correlated", 0.01, 1.1, 10, 10),
+                      _ratio("orthogonal", 0.01, 9.0, 1, 1),  # too few seeds: reported, never the worst
+                      _ratio("separated", 1e-6, 2.0, 7, 7), _ratio("orthogonal", 1e-6, None, 0, 0)]}
+    hs = {h["key"]: h for h in tdcore.bench_headline({"baselines": {"result": res}})}
+    h = hs["baselines"]
+    assert h["value"] == sep and h["met"] is met and "separated" in h["sentence"]
+    assert "orthogonal not assessed: ALS succeeded on 1 of 10 seeds" in h["sentence"]
+    assert "over 7 seeds" in h["sentence"]
+    assert hs["baselines_tight"]["value"] == 2.0 and hs["baselines_tight"]["met"] is True
+    assert "orthogonal not assessed: ALS succeeded on 0 of 10 seeds" in hs["baselines_tight"]["sentence"]
+    res["d"] = 12  # another size: reported, not judged
+    h = {h["key"]: h for h in tdcore.bench_headline({"baselines": {"result": res}})}["baselines"]
+    assert h["met"] is None and "smaller size" in h["sentence"]
+
+
+def test_baselines_headline_when_no_kind_has_enough_seeds():
+    res = {"status": "measured", "d": 20, "r": 5, "eps": [0.01], "min_seeds": 3,
+           "ratios": [_ratio("orthogonal", 0.01, 4.0, 2, 2)]}
+    (h, _) = tdcore.bench_headline({"baselines": {"result": res}})
+    assert h["met"] is None and "not assessed" in h["sentence"] and "2 of 10" in h["sentence"]
+
+
+def test_baselines_sweep_record():
+    sw = tdcore.bench_baselines_sweep(ds=(6, 8), kinds=("separated", "correlated"), r=2, seeds=[0, 1], repeats=1,
+                                      als_iter_max=30, eps=(1e-6, 1e-2))
+    _skip_without_tensorly(sw)
+    assert sw["eps"] == [1e-2, 1e-6]
+    assert [(w["d"], w["kind"], w["eps"]) for w in sw["rows"]] == [
+        (d, k, e) for d in (6, 8) for k in ("separated", "correlated") for e in (1e-2, 1e-6)]
+    assert {x["method"] for x in sw["records"]} == {"decompose", "cp_als"}
+    for w in sw["rows"]:
+        recs = [x for x in sw["records"] if (x["d"], x["kind"], x["eps"]) == (w["d"], w["kind"], w["eps"])]
+        assert len(recs) == 4
+        assert w["decompose_successes"] == sum(x["success"] for x in recs if x["method"] == "decompose")
+        assert w["als_successes"] == sum(x["success"] for x in recs if x["method"] == "cp_als")
+        assert w["n_paired"] <= min(w["decompose_successes"], w["als_successes"])
+        assert w["als_sweep_s"] > 0 and (w["als_median_sweeps"] is None or w["als_median_sweeps"] >= 1)
+    story = tdcore.bench_story({"baselines": {"result": {"status": "measured", "sweep": sw}}}, "baselines_sweep")
+    assert "d = 6" in story and "d = 8" in story and "$" not in story
 
 
 def test_build_timings(tmp_path):
@@ -166,10 +306,12 @@ TINY = {
     "step": {"sizes": [(5, 4, 2, 3)], "repeats": 2, "min_time": 0.001},
     "dense": {"time": {"d": 6, "order": 3, "m": 4, "r": 2, "repeats": 2},
               "memory": {"implicit": [4, 8], "dense": [4, 6], "order": 3, "m": 4, "r": 2}},
-    "scale": {"runs": [{"d": 20, "r": 2, "order": 3, "m": 5, "epochs": 1, "iters": 10}]},
+    "scale": {"runs": [{"d": 20, "r": 2, "order": 3, "m": 5, "epochs": 1, "iters": 10},
+                       {"d": 20, "r": 2, "order": 3, "m": 5, "tol": 1e-8, "method": "decompose"}]},
     "batch": {"B": 2, "d": 6, "m": 3, "r": 2, "order": 3, "epochs": 1, "iters": 3, "repeats": 1},
     "gpu": {},
-    "baselines": {"kinds": ("separated",), "d": 6, "r": 2, "seeds": [0], "polish": 10, "als_iter_max": 20},
+    "baselines": {"kinds": ("separated",), "d": 6, "r": 2, "seeds": [0], "als_iter_max": 20, "repeats": 1,
+                  "sweep": {"ds": [6, 7], "seeds": [0], "repeats": 1, "als_iter_max": 20}},
     "build": {},
 }
 
@@ -247,6 +389,23 @@ def test_plots_draw(tmp_path):
         fn(ax, res[name])
         assert ax.has_data() or ax.texts
         plt.close(fig)
+    if res["baselines"]["result"]["status"] == "measured":
+        for what in ("success", "time"):
+            fig, ax = plt.subplots()
+            tdcore.plot_bench_baselines(ax, res["baselines"], eps=min(res["baselines"]["result"]["eps"]), what=what)
+            assert ax.has_data()
+            plt.close(fig)
+        for what in ("time", "ratio"):
+            fig, ax = plt.subplots()
+            tdcore.plot_bench_baselines_sweep(ax, res["baselines"], what=what)
+            assert len(ax.lines) >= (3 if what == "time" else 2)
+            plt.close(fig)
+        fig, ax = plt.subplots()
+        with pytest.raises(ValueError, match="what"):
+            tdcore.plot_bench_baselines_sweep(ax, res["baselines"], what="speed")
+        with pytest.raises(ValueError, match="what"):
+            tdcore.plot_bench_baselines(ax, res["baselines"], what="speed")
+        plt.close(fig)
     fig, ax = plt.subplots()
     tdcore.plot_bench_memory_model(ax, d=8, order=3, m=4, results=res)
     assert len(ax.lines) >= 3
@@ -316,6 +475,13 @@ def test_tables_and_stories_from_payloads():
     assert "<table" in tdcore.bench_table(res, "step") and "<th>floor (3 products)</th>" in tdcore.bench_table(
         res, "step")
     assert "not the target size" in tdcore.bench_story(res, "batch")
+    if res["baselines"]["result"]["status"] == "measured":
+        assert "Size sweep" in tdcore.bench_story(res, "baselines_sweep")
+        assert "not the target size" in tdcore.bench_story(res, "baselines") or "too few" in tdcore.bench_story(
+            res, "baselines")
+    assert "No size sweep" in tdcore.bench_story({"baselines": {"result": {"status": "measured"}}}, "baselines_sweep")
+    with pytest.raises(ValueError, match="name must be one of"):
+        tdcore.bench_story(res, "nope")
     assert "No stored result" in tdcore.bench_story({}, "step")
     m = tdcore.bench_machine_table(res, fmt="markdown")
     assert m.startswith("Machine:") and m.count("| quick |") == len(TINY)

@@ -89,6 +89,23 @@ def test_cli_info_and_run(tmp_path, capsys):
         assert len(hist["rel_error"]) == 4
 
 
+def test_cli_run_with_refine(tmp_path, capsys):
+    import tdcore as tc
+
+    dest = tmp_path / "run.npz"
+    assert main(["run", "--d", "30", "--r", "3", "--order", "3", "--m", "9", "--seed", "1", "--tol", "0.3",
+                 "--refine", "1e-9", "--backend", "numpy", "--out", str(dest)]) == 0
+    assert "refine (Levenberg-Marquardt" in capsys.readouterr().out
+    with np.load(dest) as z:
+        rec = json.loads(str(z["refine"]))
+        model = tc.SymCP(z["weights"], z["factors"], int(z["order"]))
+        target = tc.SymCP(z["target_weights"], z["target_factors"], int(z["order"]))
+    assert rec["converged"] and rec["rel_error"] <= 1e-9
+    assert tc.precise_rel_error(model, target) <= 1e-9
+    assert main(["run", "--d", "10", "--r", "2", "--m", "4", "--refine", "-1"]) == 2
+    assert "refine must be" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_input(capsys):
     assert main(["run", "--d", "10", "--r", "2", "--m", "0"]) == 2
     assert "m must be an integer >= 1" in capsys.readouterr().err
