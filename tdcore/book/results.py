@@ -1,0 +1,73 @@
+"""Where the book finds its stored results, in a checkout and in an installed tdcore alike.
+
+The stored runs the book shows (full-size sweeps, the benchmark suite) live in
+the repository's ``results/`` folder.  The wheel ships the same files as the
+package data ``tdcore.book.data`` (``pyproject.toml`` maps that package onto
+``results/``), so an installed tdcore (Colab, a clean virtual environment)
+reads exactly what a checkout reads.  One explicit override:
+
+* ``TDCORE_RESULTS=/some/folder`` (or the ``directory=`` argument) reads from that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["results_dir", "result_path", "load_result"]
+
+ENV_VAR = "TDCORE_RESULTS"
+
+
+def results_dir(directory=None):
+    """The folder stored results are read from.
+
+    Parameters
+    ----------
+    directory : str or Path, optional
+        Explicit folder; else ``$TDCORE_RESULTS``; else the package data
+        ``tdcore.book.data`` (the repository's ``results/`` in a checkout or
+        an editable install, its copy inside an installed wheel).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    if directory is None:
+        directory = os.environ.get(ENV_VAR) or None
+    if directory is not None:
+        p = Path(directory)
+        if not p.is_dir():
+            raise FileNotFoundError(f"results directory {str(p)!r} does not exist "
+                                    f"(from {'the directory argument' if directory is not None else ENV_VAR})")
+        return p
+    return Path(str(resources.files("tdcore.book.data")))
+
+
+def result_path(name, directory=None):
+    """Path of the stored result ``name`` (e.g. ``"convergence_full.json"``); it must exist."""
+    base = results_dir(directory)
+    p = base / name
+    if not p.is_file():
+        raise FileNotFoundError(f"stored result {name!r} not found in {str(base)!r}; set {ENV_VAR} to the "
+                                "folder that holds it, or regenerate it (see the README)")
+    return p
+
+
+def load_result(name, directory=None):
+    """The stored JSON result ``name``, parsed.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder searched when the file is absent.
+    ValueError
+        When the file is not valid JSON (naming the file).
+    """
+    p = result_path(name, directory)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"stored result {str(p)!r} is not valid JSON: {e}") from None
