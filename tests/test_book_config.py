@@ -46,7 +46,7 @@ def install_cell_source(url: str, branch: str) -> str:
         "try:\n"
         "    import tdcore  # noqa: F401\n"
         "except ImportError:\n"
-        f'    %pip install -q "tdcore @ git+{url}@{branch}"\n'
+        f'    %pip install -q "tdcore[book] @ git+{url}@{branch}"\n'
         "    import importlib; importlib.invalidate_caches()"
     )
 
@@ -177,7 +177,7 @@ def test_every_chapter_notebook_is_in_the_toc():
 
 def test_toc_parts_follow_book_order():
     order = ["Foundations", "The landscape", "Beyond lazy training", "Dynamics",
-             "Comparisons", "Performance", "Outlook", "References"]
+             "Comparisons", "Performance", "Networks", "Outlook", "Appendix"]
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     captions = [p.get("caption") for p in toc.get("parts") or []]
     assert all(c in order for c in captions), f"unknown part in {captions}; parts are {order}"

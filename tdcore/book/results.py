@@ -4,9 +4,12 @@ The stored runs the book shows (full-size sweeps, the benchmark suite) live in
 the repository's ``results/`` folder.  The wheel ships the same files as the
 package data ``tdcore.book.data`` (``pyproject.toml`` maps that package onto
 ``results/``), so an installed tdcore (Colab, a clean virtual environment)
-reads exactly what a checkout reads.  One explicit override:
+reads exactly what a checkout reads.  The folder is, in this order:
 
-* ``TDCORE_RESULTS=/some/folder`` (or the ``directory=`` argument) reads from that folder.
+1. the ``directory=`` argument, or ``$TDCORE_RESULTS`` when it is set;
+2. the package data ``tdcore.book.data`` of an installed wheel;
+3. the ``results/`` folder of the checkout this tdcore is imported from (an
+   editable install, which does not map nested package data).
 """
 
 from __future__ import annotations
@@ -28,22 +31,29 @@ def results_dir(directory=None):
     ----------
     directory : str or Path, optional
         Explicit folder; else ``$TDCORE_RESULTS``; else the package data
-        ``tdcore.book.data`` (the repository's ``results/`` in a checkout or
-        an editable install, its copy inside an installed wheel).
+        ``tdcore.book.data`` of an installed wheel; else the checkout's ``results/``.
 
     Returns
     -------
     pathlib.Path
     """
-    if directory is None:
-        directory = os.environ.get(ENV_VAR) or None
+    source = "the directory argument"
+    if directory is None and os.environ.get(ENV_VAR):
+        directory, source = os.environ[ENV_VAR], f"${ENV_VAR}"
     if directory is not None:
         p = Path(directory)
         if not p.is_dir():
-            raise FileNotFoundError(f"results directory {str(p)!r} does not exist "
-                                    f"(from {'the directory argument' if directory is not None else ENV_VAR})")
+            raise FileNotFoundError(f"results directory {str(p)!r} (from {source}) does not exist")
         return p
-    return Path(str(resources.files("tdcore.book.data")))
+    try:
+        return Path(str(resources.files("tdcore.book.data")))
+    except ModuleNotFoundError:
+        pass
+    checkout = Path(__file__).resolve().parents[2] / "results"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError("no stored results: tdcore.book.data is not installed and "
+                            f"{str(checkout)!r} does not exist; set {ENV_VAR} to the folder that holds them")
 
 
 def result_path(name, directory=None):
