@@ -1,4 +1,4 @@
-"""Classical baselines: CP-ALS (TensorLy), the tensor power method, plain GD.
+"""Classical baselines: CP-ALS (TensorLy) and the tensor power method.
 
 Every baseline takes a target (:class:`~tdcore.SymCP` or a dense symmetric
 array) and returns a :class:`BaselineResult` with the same fields, so that the
@@ -13,8 +13,10 @@ book's comparison chapter and the benchmarks can time all methods alike:
   (restarts, power iterations, subtract ``lambda u^{(x) l}``, repeat).  For a
   SymCP target it is implicit: ``T(., u, ..., u)`` comes from Gram products and
   the deflated tensor is kept as a longer SymCP sum, never as a dense array.
-* :func:`plain_gd` -- gradient descent on the vanilla objective (2) of Wang et
-  al. (2020), ``1/2 ||sum_i c_i u_i^{(x) l} - T*||^2``, batched over seeds.
+
+Plain gradient descent on the vanilla objective (2) is :func:`tdcore.vanilla_gd`
+(in ``tdcore._dynamics``, with the other gradient dynamics); its result has the
+same ``time_to`` helper.
 
 For fair timing every result carries a per-iteration ``history`` of
 ``(time, rel_error)`` pairs, and :meth:`BaselineResult.time_to` (or
@@ -36,16 +38,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._backend import to_numpy
-from ._objective import _as_operator, fit_terms
 from ._stats import time_to_accuracy
-from ._tensor import SymCP, _contract_dense, check_target, inner, norm, rel_error
+from ._tensor import SymCP, _contract_dense, check_target, inner, rel_error
 from ._validate import as_rng, check_choice, check_float, check_int, check_seed
 
 __all__ = [
     "BaselineResult",
     "cp_als",
     "power_method",
-    "plain_gd",
     "tensorly_available",
     "refit_weights",
     "comparison_target",
@@ -63,7 +63,7 @@ class BaselineResult:
     Attributes
     ----------
     method : str
-        ``"cp_als"``, ``"power_method"`` or ``"plain_gd"``.
+        ``"cp_als"`` or ``"power_method"``.
     model : SymCP
         A symmetric model.  For CP-ALS this is the symmetrised read-out of the
         (non-symmetric) CP factors, see :func:`cp_als`.
@@ -417,116 +417,6 @@ def _rel_error_fast(model, target, tn2):
 
 # ---------------------------------------------------------------------------
 # plain gradient descent on the vanilla objective (2)
-# ---------------------------------------------------------------------------
-def plain_gd(target, m, *, seeds=(0,), iters=2000, eta=None, init_scale=1.0, target_error=None,
-             record_every=10):
-    """Gradient descent on the vanilla objective (2), batched over seeds.
-
-    Minimises ``f(U, c) = 1/2 ||sum_i c_i u_i^{(x) l} - T*||_F^2`` over factors
-    and weights jointly, with a fixed step, from ``u_i`` uniform on the sphere of
-    radius ``init_scale`` and ``c_i = +-init_scale**(-l) / sqrt(m)`` (random
-    signs; the initial model then has norm about 1 whatever ``init_scale``).
-    This is the baseline "just run GD" of Wang et al. (2020), Section 3: with
-    ``m = r`` it can stop at a spurious local minimum.
-
-    Parameters
-    ----------
-    target : SymCP or dense symmetric array
-    m : int
-        Number of components.
-    seeds : sequence of int
-        One trial per seed, all run together (leading batch axis).
-    iters : int
-        Number of GD steps.
-    eta : float, optional
-        Step size; default ``0.45 / (l^2 max(||T*||, 1))`` (0.05 for ``l = 3``).
-    init_scale : float
-        Norm of the initial ``u_i``.
-    target_error : float, optional
-        Stop once every trial's relative error is at most this value.
-    record_every : int
-        Record ``(time, rel_error)`` every this many steps.
-
-    Returns
-    -------
-    list of BaselineResult
-        One per seed.  ``elapsed`` and ``history["time"]`` are the batch's wall
-        time divided by the number of trials (an amortised per-trial time).
-        Trials whose objective becomes non-finite are frozen at their last
-        finite state (``params["diverged"]`` is True).
-    """
-    target = check_target(target)
-    m = check_int("m", m, minimum=1)
-    seeds = [check_seed(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one trial")
-    iters = check_int("iters", iters, minimum=1)
-    init_scale = check_float("init_scale", init_scale, positive=True)
-    target_error = check_float("target_error", target_error, positive=True, allow_none=True)
-    record_every = check_int("record_every", record_every, minimum=1)
-    tnorm = norm(target)
-    l = target.order if isinstance(target, SymCP) else target.ndim
-    d = target.d if isinstance(target, SymCP) else target.shape[0]
-    if eta is None:
-        eta = 0.45 / (l**2 * max(tnorm, 1.0))
-    eta = check_float("eta", eta, positive=True)
-    B = len(seeds)
-    U = np.empty((B, d, m))
-    c = np.empty((B, m))
-    for b, s in enumerate(seeds):
-        rng = as_rng(s)
-        X = rng.standard_normal((d, m))
-        U[b] = init_scale * X / np.linalg.norm(X, axis=0, keepdims=True)
-        c[b] = rng.choice([-1.0, 1.0], size=m) * init_scale ** (-l) / math.sqrt(m)
-    tgt = _as_operator(target, U)
-    tn2 = tnorm**2
-    active = np.ones(B, dtype=bool)
-    times, errs = [], []
-    t0 = time.perf_counter()
-    n_done = 0
-    f_ref = None
-    prev = None
-    for t in range(iters + 1):
-        f, gU, gc, _ = fit_terms(U, c, tgt, need_grad_s=True)
-        if f_ref is None:
-            f_ref = np.maximum(f, 0.5 * tn2)
-        bad = active & (~np.isfinite(f) | (f > 1e6 * f_ref))
-        if bad.any():  # freeze diverged trials at their last finite state
-            U = np.where(bad[:, None, None], prev[0], U)
-            c = np.where(bad[:, None], prev[1], c)
-            active &= ~bad
-            f, gU, gc, _ = fit_terms(U, c, tgt, need_grad_s=True)
-        rel = np.sqrt(np.maximum(2 * f, 0) / tn2)
-        reached = target_error is not None and bool(np.all(rel[active] <= target_error))
-        if t % record_every == 0 or t == iters or reached:
-            times.append((time.perf_counter() - t0) / B)
-            errs.append(rel.copy())
-        if reached or t == iters:
-            break
-        prev = (U, c)
-        if active.all():
-            U = U - eta * gU
-            c = c - eta * gc
-        else:
-            U = np.where(active[:, None, None], U - eta * gU, U)
-            c = np.where(active[:, None], c - eta * gc, c)
-        n_done = t + 1
-    elapsed = (time.perf_counter() - t0) / B
-    errs = np.array(errs)
-    out = []
-    for b, s in enumerate(seeds):
-        model = SymCP(c[b], U[b], l)
-        final = float(errs[-1, b])
-        out.append(BaselineResult(
-            method="plain_gd", model=model, rel_error=final, elapsed=elapsed, n_iter=n_done,
-            history={"time": list(times), "rel_error": [float(e) for e in errs[:, b]]},
-            params={"m": m, "seed": s, "iters": iters, "eta": eta, "init_scale": init_scale,
-                    "target_error": target_error, "diverged": bool(not active[b]), "order": l, "d": d}))
-    return out
-
-
-# ---------------------------------------------------------------------------
-# side-by-side comparison (the book's "Comparisons" chapter)
 # ---------------------------------------------------------------------------
 def comparison_target(kind, d, r, order=3, *, rho=0.7, max_corr=0.4, weights=None, seed=None, max_tries=10000):
     """A unit-norm rank-r target of one of three component types.

@@ -1,4 +1,4 @@
-"""Tests for tdcore._baselines: CP-ALS (TensorLy), power method, plain GD, comparison targets."""
+"""Tests for tdcore._baselines: CP-ALS (TensorLy), power method, comparison targets."""
 
 import math
 import sys
@@ -12,7 +12,6 @@ from tdcore._baselines import (
     BaselineResult,
     comparison_target,
     cp_als,
-    plain_gd,
     power_method,
     refit_weights,
     tensorly_available,
@@ -177,37 +176,6 @@ def test_cp_als_missing_tensorly_names_extra(monkeypatch):
 
 
 # ---------------------------------------------------------------- plain GD
-def test_plain_gd_decreases_and_batches_like_single_runs():
-    T = tdcore.random_target(6, 2, 3, seed=0)
-    batch = plain_gd(T, 6, seeds=[0, 1], iters=300, record_every=50)
-    single = plain_gd(T, 6, seeds=[1], iters=300, record_every=50)[0]
-    assert len(batch) == 2
-    np.testing.assert_allclose(batch[1].history["rel_error"], single.history["rel_error"], rtol=1e-10)
-    for res in batch:
-        e = res.history["rel_error"]
-        assert e[-1] < e[0]
-        assert res.n_iter == 300
-        assert isinstance(res.model, tdcore.SymCP)
-        assert abs(tdcore.rel_error(res.model, T) - res.rel_error) < 1e-6
-
-
-def test_plain_gd_target_error_and_divergence():
-    T = orth_target(d=6, r=2)
-    res = plain_gd(T, 6, seeds=[0], iters=5000, target_error=0.05)[0]
-    assert res.rel_error <= 0.05 and res.n_iter < 5000
-    bad = plain_gd(T, 6, seeds=[0], iters=200, eta=50.0)[0]
-    assert bad.params["diverged"] is True
-    assert np.all(np.isfinite(bad.model.factors))
-
-
-def test_plain_gd_validates():
-    T = orth_target()
-    with pytest.raises(ValueError, match="seeds"):
-        plain_gd(T, 3, seeds=[])
-    with pytest.raises(ValueError, match="eta"):
-        plain_gd(T, 3, eta=-1.0)
-
-
 # ---------------------------------------------------------------- comparison targets and tables
 def test_comparison_target_types():
     for kind in COMPONENT_TYPES:
