@@ -73,8 +73,9 @@ clean:
 	rm -rf _build
 
 # ---------------------------------------------------------------------- bench
-# Quick benchmark suite (about a minute on 2 cores): results/bench_quick_*.json + .md and
-# results/bench_quick_summary.md.  Full suite: $(PY) benchmarks/run_all.py --full
+# Quick benchmark suite (about a minute on 2 cores; code in tdcore/bench/): results/bench_quick_*.json
+# + .md and results/bench_quick_summary.md, or the folder named by $TDCORE_BENCH_OUT.
+# Full suite: $(PY) benchmarks/run_all.py --full
 .PHONY: bench
 bench: venv
 	$(PY) benchmarks/run_all.py --quick

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark 'step' of tdcore's suite (see tdcore/_bench.py and benchmarks/run_all.py).
+"""Benchmark 'step' of tdcore's suite (tdcore.bench; see benchmarks/run_all.py).
 
-    python benchmarks/bench_step.py [--full] [--backend cupy]
+    python benchmarks/bench_step.py [--full] [--backend cupy] [--out-dir DIR]
 """
 
 import _env  # noqa: F401  (must come before NumPy)

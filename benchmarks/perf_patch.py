@@ -35,7 +35,8 @@ Second rewrite (the fused step, ``_Run.evaluate`` builds a step plan):
    would cost more than d x m ones, and the step keeps the first rewrite's form
    (scalings on the d x m side).
 
-Run ``python benchmarks/perf_patch.py [--quick]``; writes ``results/bench_perf_patch.json``.
+Run ``python benchmarks/perf_patch.py [--quick] [--out PATH]``; writes ``bench_perf_patch.json`` (+ ``.md``)
+to ``--out``, else to ``$TDCORE_BENCH_OUT``, else to ``results/`` under the current directory.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def check_equality(quick=True):
 
 def time_steps(sizes, repeats=7, min_time=0.05):
     """Pre-patch vs installed ``_Run.step`` (interleaved), per size; returns a list of dicts."""
-    from tdcore._bench import bench_run_state, bench_step_callable, time_interleaved
+    from tdcore.bench import bench_run_state, bench_step_callable, time_interleaved
 
     rows = []
     for (d, m, r, order, B) in sizes:
@@ -209,9 +210,14 @@ def time_steps(sizes, repeats=7, min_time=0.05):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "bench_perf_patch.json"))
+    ap.add_argument("--out", default=None, help="the JSON file to write (default bench_perf_patch.json in "
+                                                "$TDCORE_BENCH_OUT, else in results/ under the current directory)")
     args = ap.parse_args(argv)
-    from tdcore._bench import bench_machine_info, write_bench_result
+    from tdcore.bench import bench_machine_info, bench_output_dir, write_bench_result
+
+    out = Path(args.out) if args.out else bench_output_dir() / "bench_perf_patch.json"
+    if out.suffix != ".json":
+        ap.error(f"--out must end in .json, got {str(out)!r}")
 
     eq = check_equality(quick=args.quick)
     sizes = [(10, 10, 3, 3, 1), (50, 50, 5, 3, 1), (50, 50, 5, 3, 64), (64, 256, 8, 4, 1)]
@@ -227,7 +233,7 @@ def main(argv=None):
                      f"{rw['prepatch_s'] * 1e6:.1f} us | {rw['installed_s'] * 1e6:.1f} us | {rw['speedup']:.2f}x |")
     lines += ["", "Largest relative differences, installed vs pre-patch: "
               + ", ".join(f"{k} {v:.1e}" for k, v in eq.items())]
-    write_bench_result(args.out, payload, "\n".join(lines))
+    write_bench_result(out, payload, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -6,10 +6,13 @@
     python benchmarks/run_all.py --only step dense --full
     python benchmarks/run_all.py --only gpu --backend cupy   # on a GPU machine
 
-Quick results go to ``results/bench_quick_<name>.json`` (+ ``.md``), full results to
-``results/bench_<name>.json`` (+ ``.md``); a summary of the issue's headline figures
-goes to ``results/bench[_quick]_summary.md``.  BLAS runs single-threaded unless
-``TDCORE_BENCH_THREADS`` is set (see ``benchmarks/_env.py``).
+Quick results go to ``<out>/bench_quick_<name>.json`` (+ ``.md``), full results to
+``<out>/bench_<name>.json`` (+ ``.md``); a summary of the issue's headline figures
+goes to ``<out>/bench[_quick]_summary.md``.  ``<out>`` is ``--out-dir``, else
+``$TDCORE_BENCH_OUT``, else ``results/`` under the current directory (``make bench``
+runs from the repository root).  BLAS runs single-threaded unless
+``TDCORE_BENCH_THREADS`` is set (see ``benchmarks/_env.py``).  The measurements
+live in :mod:`tdcore.bench`.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-NAMES = ("step", "dense", "scale", "batch", "gpu", "baselines", "build")
+from tdcore.bench import BENCH_NAMES as NAMES  # after _env: BLAS threads are pinned first
+
+HERE = Path(__file__).resolve().parent  # this folder: perf_patch.py sits beside this script
 
 
 def _variants(use_patch):
@@ -48,18 +51,21 @@ def main(argv=None, *, default_only=None):
     ap.add_argument("--no-prepatch", action="store_true",
                     help="do not time the code from before the hot-path rewrite (perf_patch.py) alongside")
     ap.add_argument("--default-malloc", action="store_true",
-                    help="keep glibc's default allocator settings (no tdcore.tune_malloc())")
-    ap.add_argument("--out-dir", default=str(ROOT / "results"), help="where results go (default results/)")
+                    help="keep glibc's default allocator settings (no tdcore.bench.tune_malloc())")
+    ap.add_argument("--out-dir", default=None,
+                    help="where results go (default $TDCORE_BENCH_OUT, else results/ under the current directory)")
     args = ap.parse_args(argv)
     quick = not args.full
-    from tdcore._bench import bench_headline, load_bench_result, run_benchmark, tune_malloc, write_bench_result
+    from tdcore.bench import (bench_headline, bench_output_dir, load_bench_result, run_benchmark, tune_malloc,
+                              write_bench_result)
+
+    out = bench_output_dir(args.out_dir)  # checked (and created) before any measurement
 
     if not args.default_malloc:
         tune_malloc()  # see its docstring: alternating contenders otherwise re-fault each other's pages
 
     names = list(args.only or NAMES)
     prefix = "bench_quick_" if quick else "bench_"
-    out = Path(args.out_dir)
     variants, batch_variants = _variants(not args.no_prepatch)
     t_all = time.perf_counter()
     for name in names:
@@ -73,7 +79,9 @@ def main(argv=None, *, default_only=None):
     stored = {n: load_bench_result(out / f"{prefix}{n}.json") for n in NAMES}
     lines = [f"# tdcore benchmarks: headline figures ({'quick' if quick else 'full'} suite)", ""]
     lines += [f"- {h['sentence']}" for h in bench_headline({k: v for k, v in stored.items() if v})]
-    (out / f"{prefix}summary.md").write_text("\n".join(lines) + "\n")
+    summary = out / f"{prefix}summary.md"
+    summary.with_name(summary.name + ".tmp").write_text("\n".join(lines) + "\n")
+    summary.with_name(summary.name + ".tmp").replace(summary)
     print("\n".join(lines))
     print(f"[bench] total {time.perf_counter() - t_all:.1f} s")
     return 0

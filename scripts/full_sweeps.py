@@ -2,9 +2,10 @@
 
 The chapters *Convergence in practice* and *The proof in pictures* execute small
 versions of these sweeps every time the book is built, and show the stored
-results of this script beside them.  Everything here is computed by
-``tdcore._experiments``; this script only fixes the sizes, checkpoints every
-finished batch of trials and assembles the results file.
+results of this script beside them.  Everything here is computed by the
+chapters' modules ``tdcore.book.algorithm1``, ``tdcore.book.convergence`` and
+``tdcore.book.proof_pictures``; this script only fixes the sizes, checkpoints
+every finished batch of trials and assembles the results file.
 
 Usage::
 
@@ -31,7 +32,10 @@ import time
 
 import numpy as np
 
-from tdcore import _experiments as E
+from tdcore._util import jsonable
+from tdcore.book import algorithm1 as A1
+from tdcore.book import convergence as E
+from tdcore.book import proof_pictures as PP
 
 #: Sizes of every sweep.  "full" is what results/convergence_full.json holds;
 #: "small" is a few minutes; "tiny" is the unit test's.
@@ -126,7 +130,7 @@ class CheckpointCache(dict):
         return have
 
     def __setitem__(self, key, value):
-        super().__setitem__(key, E._jsonable(value))
+        super().__setitem__(key, jsonable(value))
         self.new += 1
         self.save()
 
@@ -179,7 +183,7 @@ def run_all(size, cache, log=print):
 
     step("error against epochs")
     ec = E.error_curves([{**c, "epochs": K} for c in cfg["error_curves"]], seeds=seeds, cache=cache)
-    out["error_curves"] = E._jsonable(ec)
+    out["error_curves"] = jsonable(ec)
 
     step("ablations")
     out["ablation"] = [E.ablation_study(c["d"], c["r"], c["order"], c["m"], seeds=cfg["ablation_seeds"], eps=eps_m,
@@ -187,7 +191,7 @@ def run_all(size, cache, log=print):
 
     step("mode switch against d")
     sw = cfg["switch"]
-    out["switch_ablation"] = E._jsonable(E.switch_ablation_vs_d(sw["ds"], sw["r"], sw["order"], sw["m"],
+    out["switch_ablation"] = jsonable(A1.switch_ablation_vs_d(sw["ds"], sw["r"], sw["order"], sw["m"],
                                                                 seeds=seeds, eps=eps_m, epochs=sw["epochs"],
                                                                 cache=cache))
 
@@ -198,7 +202,7 @@ def run_all(size, cache, log=print):
 
     step("re-initialisation jumps (Lemmas 2, 4) and Lemma 5")
     jp = cfg["jumps"]
-    out["reinit_jumps"] = E._jsonable(E.reinit_jumps(ms=jp["ms"], lams=jp["lams"], d=jp["d"], r=jp["r"],
+    out["reinit_jumps"] = jsonable(PP.reinit_jumps(ms=jp["ms"], lams=jp["lams"], d=jp["d"], r=jp["r"],
                                                      order=jp["order"], seeds=seeds, epochs=jp["epochs"],
                                                      cache=cache))
     step("done")
@@ -233,7 +237,7 @@ def main(argv=None):
     import tdcore
 
     results["meta"] = {
-        "script": "scripts/full_sweeps.py", "size": args.size, "sizes": E._jsonable(SIZES[args.size]),
+        "script": "scripts/full_sweeps.py", "size": args.size, "sizes": jsonable(SIZES[args.size]),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds_this_session": time.time() - t0,
         "batches_total": len(cache), "batches_computed_this_session": cache.new,
         "batches_from_checkpoint": cache.loaded,
@@ -246,7 +250,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = out_path + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(E._jsonable(results), fh, indent=1)
+        json.dump(jsonable(results), fh, indent=1)
     os.replace(tmp, out_path)
     log(f"wrote {out_path}")
     return 0

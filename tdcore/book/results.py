@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 __all__ = ["results_dir", "result_path", "load_result"]
@@ -45,10 +45,10 @@ def results_dir(directory=None):
         if not p.is_dir():
             raise FileNotFoundError(f"results directory {str(p)!r} (from {source}) does not exist")
         return p
-    try:
-        return Path(str(resources.files("tdcore.book.data")))
-    except ModuleNotFoundError:
-        pass
+    # a namespace package (no __init__.py): its folder is its one search location
+    spec = importlib.util.find_spec("tdcore.book.data")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
     checkout = Path(__file__).resolve().parents[2] / "results"
     if checkout.is_dir():
         return checkout

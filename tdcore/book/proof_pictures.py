@@ -1,0 +1,546 @@
+"""Code of the chapter *The proof in pictures* (chapters/proof_pictures.ipynb): one measurement per lemma.
+
+Each function measures one step of the proof of Theorem 3 on real runs of
+:func:`tdcore.algorithm1`, and a ``plot_*`` function draws it:
+
+* :func:`recorded_run`: a run recording every iteration and every epoch-end state;
+* :func:`lemma3_steps` (every ordinary step decreases ``f``),
+  :func:`reinit_jumps` (Lemmas 2 and 4: the cost of a re-initialisation against
+  ``1 / (lam m)``), :func:`lemma5_ratios` (the mass outside ``S``),
+  :func:`lemma6_correlations` (a fresh component's correlation with the
+  residual), :func:`lemma7_growth` (geometric growth of the fresh column),
+  :func:`lemma9_paths` (path length of an epoch), :func:`lemma1_decrease`
+  (the fraction of epochs that make progress);
+* :func:`explore_fresh_growth`: the chapter's explorer.
+
+Targets and batch keys come from :mod:`tdcore.book.algorithm1`
+(:func:`sweep_targets` is re-exported here); the stored full-size run is read
+with :func:`tdcore.book.convergence.load_full_run` (re-exported as well).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._algorithm1 import algorithm1, algorithm1_batch
+from .._stats import fit_line
+from .._tensor import SymCP, subspace_basis
+from .._validate import as_rng, check_float, check_int, check_int_list, check_seed, check_seeds
+from .algorithm1 import _squeeze_state, batch_key, sweep_targets
+from .convergence import _float_list, load_full_run
+from .style import legend, method_color, new_ax
+
+__all__ = [
+    "sweep_targets",
+    "load_full_run",
+    "recorded_run",
+    "lemma3_steps",
+    "plot_lemma3",
+    "reinit_jumps",
+    "plot_reinit_jumps",
+    "lemma5_ratios",
+    "plot_lemma5",
+    "lemma6_correlations",
+    "plot_lemma6",
+    "lemma7_growth",
+    "plot_lemma7",
+    "lemma9_paths",
+    "plot_lemma9",
+    "lemma1_decrease",
+    "plot_lemma1",
+    "explore_fresh_growth",
+]
+
+
+def recorded_run(target, m, *, seed=0, epochs=12, **alg_kwargs):
+    """An Algorithm 1 run recording every iteration and every epoch-end state.
+
+    Returns
+    -------
+    dict
+        ``result`` (Result with ``record_every=1``), ``states`` (list of epoch-end
+        states ``U, a, c, chat, switched``), ``basis`` (of S), ``target``.
+
+    Examples
+    --------
+    >>> run = recorded_run(sweep_targets(6, 1, 3, 1)[0], 2, seed=0, epochs=2, iters=10)
+    >>> len(run["states"]), len(run["result"].history["iterations"])
+    (2, 20)
+    """
+    if not isinstance(target, SymCP):
+        raise TypeError("recorded_run needs a SymCP target")
+    states = []
+
+    def cb(info):
+        states.append(_squeeze_state(info["state"]))
+        return False
+
+    res = algorithm1(target, m, seed=seed, epochs=epochs, record_every=1, callback=cb, **alg_kwargs)
+    return {"result": res, "states": states, "basis": subspace_basis(target), "target": target}
+
+
+def _epoch_records(res):
+    recs = {}
+    for it in res.history["iterations"]:
+        recs.setdefault(it["epoch"], []).append(it)
+    return recs
+
+
+def lemma3_steps(run):
+    """Change of the objective in every iteration of a recorded run (Lemma 3).
+
+    Step ``t`` of epoch ``k`` changes ``f`` from the record of iteration ``t`` to that
+    of ``t + 1`` (to the epoch-end objective for ``t = H``).  Steps that may contain
+    a scalar mode switch are flagged: where the records carry a per-iteration
+    ``n_switches`` it is used; otherwise, in an epoch with switches, the step at
+    which the fresh column crosses the threshold is flagged and, if the epoch has
+    more switches than such crossings, every step of the epoch.
+
+    Parameters
+    ----------
+    run : dict from :func:`recorded_run` (or a Result recorded with ``record_every=1``)
+
+    Returns
+    -------
+    dict
+        ``df`` (changes), ``f`` (objective before the step), ``epoch``, ``switch``
+        (bool mask of flagged steps), ``n_increase_normal`` (normal steps with
+        ``df > tol``), ``max_rel_increase_normal``, ``max_rel_increase_switch``,
+        ``tol`` (``1e-12`` relative, rounding).
+    """
+    res = run["result"] if isinstance(run, dict) else run
+    p = res.params
+    h = res.history
+    if p.iters and h["iterations"] and len(h["iterations"]) != p.iters * len(h["epoch"]):
+        raise ValueError("lemma3_steps needs a run recorded with record_every=1")
+    recs = _epoch_records(res)
+    df, f, ep, flag = [], [], [], []
+    for k_idx, k in enumerate(h["epoch"]):
+        rec = recs[k]
+        fk = [it["objective"] for it in rec] + [h["objective"][k_idx]]
+        fresh = [it["fresh_norm"] for it in rec]
+        nsw = h["n_switches"][k_idx]
+        per_it = rec[0].get("n_switches") is not None
+        crossings = [t for t in range(len(rec) - 1) if fresh[t] <= p.switch_threshold < fresh[t + 1]]
+        whole = (not per_it) and nsw > len(crossings)
+        for t in range(len(rec)):
+            df.append(fk[t + 1] - fk[t])
+            f.append(fk[t])
+            ep.append(k)
+            if per_it:
+                flag.append(bool(rec[t]["n_switches"]))
+            else:
+                flag.append(bool(nsw) and (whole or t in crossings or (t == len(rec) - 1 and nsw > len(crossings))))
+    df, f, flag = np.array(df), np.array(f), np.array(flag, dtype=bool)
+    tol = 1e-12 * np.maximum(np.abs(f), 1e-300)
+    inc = df > tol
+    rel = df / np.maximum(np.abs(f), 1e-300)
+    return {"df": df, "f": f, "epoch": np.array(ep), "switch": flag,
+            "n_steps": int(df.size), "n_flagged": int(flag.sum()),
+            "n_increase_normal": int(np.sum(inc & ~flag)), "n_increase_switch": int(np.sum(inc & flag)),
+            "max_rel_increase_normal": float(np.max(np.where(~flag, rel, -np.inf))) if (~flag).any() else math.nan,
+            "max_rel_increase_switch": float(np.max(np.where(flag, rel, -np.inf))) if flag.any() else math.nan,
+            "tol": 1e-12}
+
+
+def plot_lemma3(steps, *, ax=None):
+    """The objective through the run (log scale), with flagged (switch) steps marked."""
+    ax = new_ax(ax)
+    f = steps["f"]
+    t = np.arange(f.size)
+    ax.plot(t, f, color=method_color("algorithm1"), lw=1.2, label="objective $f$ before each step")
+    inc = steps["df"] > steps["tol"] * np.abs(f)
+    sel = inc & steps["switch"]
+    if sel.any():
+        ax.plot(t[sel], f[sel], "^", color=method_color("lazy"), ms=6, label="increase in a step with a switch")
+    sel = inc & ~steps["switch"]
+    if sel.any():
+        ax.plot(t[sel], f[sel], "x", color="k", ms=7, label="increase in a normal step")
+    ep = steps["epoch"]
+    for b in np.flatnonzero(np.diff(ep)) + 1:
+        ax.axvline(b, color=method_color("reference"), lw=0.5, alpha=0.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration (thin lines: re-initialisations)")
+    ax.set_ylabel("objective $f$")
+    legend(ax, loc="upper right", fontsize=8)
+    return ax
+
+
+def reinit_jumps(*, ms, lams, d, r, order, seeds, epochs=10, target_seed=0, cache=None):
+    """Increase of ``f`` at re-initialisation against ``1 / (lam m)`` (Lemmas 2 and 4).
+
+    For every ``(m, lam)`` a batch of runs; the jump of epoch ``k >= 2`` is
+    ``f_after_reinit - f_before_reinit``.  Also records, for Lemma 5, the largest
+    ``||P_B U||_F^2 / ((m + K) delta^2)`` of each batch.
+
+    Returns
+    -------
+    dict
+        ``rows``: one dict per ``(m, lam)`` with ``bound = 1/(lam m)``, ``max_jump``,
+        ``median_jump``, ``constant = max_jump * lam * m``, ``max_epoch_increase``
+        (largest ``f`` at the end of an epoch minus ``f`` before its re-initialisation,
+        Lemma 2) and ``max_pb_ratio``;
+        ``constant``: the largest measured constant.
+    """
+    ms = check_int_list("ms", ms, 1)
+    lams = _float_list("lams", lams)
+    if any(v <= 0 for v in lams):
+        raise ValueError("lams must be > 0")
+    seeds = check_seeds(seeds, distinct=True)
+    targets = sweep_targets(d, r, order, len(seeds), target_seed=target_seed)
+    rows = []
+    for m in ms:
+        for lam in lams:
+            key = batch_key(d, r, order, m, seeds=seeds, target_seed=target_seed, lam=lam, epochs=epochs) + ";jumps"
+            if cache is not None and key in cache:
+                rows.append(cache[key])
+                continue
+            with np.errstate(all="ignore"):
+                br = algorithm1_batch(targets, m, seeds=seeds, lam=lam, epochs=epochs)
+            jumps, pbr, incr = [], [], []
+            for res in br.results:
+                h = res.history
+                jumps.extend(np.array(h["f_after_reinit"][1:]) - np.array(h["f_before_reinit"][1:]))
+                incr.extend(np.array(h["objective"][1:]) - np.array(h["f_before_reinit"][1:]))
+                p = res.params
+                pb = [v for v in h["pb_norm2"] if v is not None]
+                if pb:
+                    pbr.append(max(pb) / ((p.m + p.epochs) * p.delta**2))
+            jumps = np.array(jumps, float)
+            row = {"m": m, "lam": lam, "bound": 1.0 / (lam * m), "max_jump": float(jumps.max()),
+                   "median_jump": float(np.median(jumps)), "constant": float(jumps.max() * lam * m),
+                   "max_epoch_increase": float(np.max(incr)),
+                   "max_pb_ratio": float(max(pbr)) if pbr else math.nan}
+            if cache is not None:
+                cache[key] = row
+            rows.append(row)
+    return {"rows": rows, "constant": max(r_["constant"] for r_ in rows),
+            "config": {"d": d, "r": r, "order": order, "epochs": epochs, "n_seeds": len(seeds)}}
+
+
+def plot_reinit_jumps(jumps, *, ax=None):
+    """Largest and median re-initialisation jump against ``1/(lam m)``, with the line ``y = x``."""
+    ax = new_ax(ax)
+    rows = jumps["rows"]
+    b = np.array([r_["bound"] for r_ in rows])
+    mx = np.maximum([r_["max_jump"] for r_ in rows], 1e-18)
+    md = np.maximum([r_["median_jump"] for r_ in rows], 1e-18)
+    ax.plot(b, mx, "o", color=method_color("algorithm1"), label="largest jump")
+    ax.plot(b, md, "s", color=method_color("algorithm1"), mfc="none", label="median jump")
+    xx = np.geomspace(b.min(), b.max(), 20)
+    ax.plot(xx, xx, ls="--", color=method_color("reference"), label=r"$1/(\lambda m)$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$1/(\lambda m)$")
+    ax.set_ylabel(r"$f$ after $-$ $f$ before re-initialisation")
+    legend(ax, loc="lower right", fontsize=8)
+    return ax
+
+
+def lemma5_ratios(run):
+    """``||P_B U||_F^2 / ((m + K) delta^2)`` at the end of every epoch (Lemma 5 says <= 1)."""
+    res = run["result"] if isinstance(run, dict) else run
+    p = res.params
+    pb = np.array([np.nan if v is None else v for v in res.history["pb_norm2"]], float)
+    return pb / ((p.m + p.epochs) * p.delta**2)
+
+
+def plot_lemma5(ratios, *, ax=None, labels=None):
+    """Lemma 5's ratio by epoch for one or more runs, with the bound 1."""
+    ax = new_ax(ax)
+    if isinstance(ratios, np.ndarray) and ratios.ndim == 1:
+        ratios = [ratios]
+    for k, rr in enumerate(ratios):
+        ax.plot(np.arange(1, len(rr) + 1), rr, marker=".",
+                label=None if labels is None else labels[k])
+    ax.axhline(1.0, color=method_color("reference"), ls="--", lw=1, label="Lemma 5's bound")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(r"$\|P_B U\|_F^2 \,/\, ((m+K)\delta^2)$")
+    legend(ax, loc="lower left", fontsize=8)
+    return ax
+
+
+def _projected_residual(U, s, target, Q):
+    """``P_{S^{(x)l}} T - T*`` as a SymCP (T's factors projected onto S)."""
+    PU = Q @ (Q.T @ np.asarray(U, float))
+    return SymCP(np.concatenate([np.asarray(s, float), -np.asarray(target.weights, float)]),
+                 np.hstack([PU, np.asarray(target.factors, float)]), target.order)
+
+
+def lemma6_correlations(target, U, s, *, n_samples=20000, seed=0, space="S"):
+    """Monte Carlo of Lemma 6: correlation of a fresh component with the residual, inside S.
+
+    For ``n_samples`` draws of a sign ``a`` and a direction ``v`` uniform on the unit
+    sphere of ``S`` (the normalised ``P_S u`` of a fresh ``u ~ Unif(S^{d-1})``),
+    computes ``a <P_{S^l} T - T*, v^{(x) l}> / ||P_{S^l} T - T*||_F``.
+
+    Parameters
+    ----------
+    target : SymCP
+    U, s : arrays (d, m), (m,)
+        The current model ``sum_i s_i u_i^{(x) l}``.
+    n_samples : int
+    seed : int
+    space : {"S", "full"}
+        ``"full"`` draws ``v`` uniform on the whole sphere ``S^{d-1}`` instead
+        (the correlation a fresh component has before any projection), for comparison.
+
+    Returns
+    -------
+    dict
+        ``corr`` (samples), ``residual_norm``, ``r`` (dimension of S),
+        ``p_negative``, ``c6`` (largest ``c`` with ``P(corr <= -c r^{-l/2}) >= 1/5``:
+        minus the 20% quantile times ``r^{l/2}``).
+    """
+    if not isinstance(target, SymCP):
+        raise TypeError("lemma6_correlations needs a SymCP target")
+    n_samples = check_int("n_samples", n_samples, minimum=10)
+    Q = subspace_basis(target)
+    R = _projected_residual(U, s, target, Q)
+    rn = R.norm()
+    if rn == 0:
+        raise ValueError("the residual is zero: the model already equals the target")
+    if space not in ("S", "full"):
+        raise ValueError(f"space must be 'S' or 'full', got {space!r}")
+    rng = as_rng(check_seed(seed))
+    k = Q.shape[1]
+    if space == "S":
+        g = rng.standard_normal((k, n_samples))
+        V = Q @ (g / np.linalg.norm(g, axis=0, keepdims=True))
+    else:
+        g = rng.standard_normal((target.d, n_samples))
+        V = g / np.linalg.norm(g, axis=0, keepdims=True)
+    a = rng.choice([-1.0, 1.0], size=n_samples)
+    vals = (R.weights[:, None] * (R.factors.T @ V) ** R.order).sum(axis=0)
+    corr = a * vals / rn
+    q20 = float(np.quantile(corr, 0.2))
+    return {"corr": corr, "residual_norm": float(rn), "r": k, "order": target.order, "space": space,
+            "p_negative": float(np.mean(corr < 0)), "q20": q20, "c6": -q20 * k ** (target.order / 2)}
+
+
+def plot_lemma6(mc, *, ax=None):
+    """Histogram of the scaled correlation ``corr * r^{l/2}``, with the 20% quantile."""
+    ax = new_ax(ax)
+    scale = mc["r"] ** (mc["order"] / 2)
+    ax.hist(mc["corr"] * scale, bins=80, color=method_color("algorithm1"), alpha=0.8)
+    ax.axvline(-mc["c6"], color=method_color("lazy"), ls="--",
+               label=f"20% quantile: $-{mc['c6']:.2f}$")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(r"$a\,\langle P_{S^{\otimes l}}T - T^*, \bar v^{\otimes l}\rangle\,/\,\|\cdot\|_F"
+                  r"\;\times\; r^{l/2}$")
+    ax.set_ylabel("count")
+    legend(ax, loc="upper right", fontsize=8)
+    return ax
+
+
+def _fit_rate(t, y):
+    """Least-squares slope of log(y) against t (per-step exponential rate)."""
+    t = np.asarray(t, float)
+    y = np.asarray(y, float)
+    if t.size < 3 or not np.all(np.isfinite(y) & (y > 0)):
+        return math.nan
+    return fit_line(t, np.log(y)).slope
+
+
+def lemma7_growth(run, *, min_growth=100.0, saturation=0.1):
+    """Exponential growth of ``||P_S u_t||^2`` of the fresh column (Lemma 7), epoch by epoch.
+
+    An epoch ``k >= 2`` counts as a growth epoch when its fresh column's
+    ``||P_S u||`` ends at least ``min_growth`` times larger than it started.  In
+    such an epoch the per-step growth rate of ``log ||P_S u_t||^2`` is fitted
+    separately before the mode switch (``||u|| <= threshold``) and after it, up to
+    the point where ``||P_S u||`` reaches ``saturation`` (then the component is no
+    longer small and the lemma's regime ends).
+
+    Returns
+    -------
+    dict
+        ``epochs`` (growth epochs), ``rate_before``, ``rate_after`` (per-step
+        rates of ``log ||P_S u||^2``), ``eps_start`` (relative error right after the
+        re-initialisation: the fit part of ``f_after_reinit``), ``kappa``
+        (``(exp(rate_after) - 1) r^{l/2} / (eta eps_start)``, the constant in Lemma 7's ``1 + Omega(eta eps / r^{l/2})``), ``n_epochs``
+        (epochs >= 2), ``curves`` (``t, ||P_S u_t||`` per growth epoch).
+    """
+    res = run["result"] if isinstance(run, dict) else run
+    p = res.params
+    h = res.history
+    recs = _epoch_records(res)
+    r = run["basis"].shape[1] if isinstance(run, dict) else None
+    out = {"epochs": [], "rate_before": [], "rate_after": [], "eps_start": [], "kappa": [], "curves": [],
+           "n_epochs": 0, "eta": p.eta, "r": r, "order": p.order}
+    for k_idx, k in enumerate(h["epoch"]):
+        if k < 2:
+            continue
+        out["n_epochs"] += 1
+        rec = recs[k]
+        ps = np.array([it["fresh_ps_norm"] for it in rec], float)
+        nrm = np.array([it["fresh_norm"] for it in rec], float)
+        if not np.all(np.isfinite(ps)) or ps[-1] < min_growth * ps[0]:
+            continue
+        t = np.arange(1, ps.size + 1)
+        before = (nrm <= p.switch_threshold)
+        sat = np.flatnonzero(ps >= saturation)
+        end = sat[0] if sat.size else ps.size
+        after = (~before) & (t - 1 < end)
+        # skip the first few steps: the S-component of a fresh column needs a moment to dominate
+        b_idx = np.flatnonzero(before)[2:]
+        rb = _fit_rate(t[b_idx], ps[b_idx] ** 2) if b_idx.size >= 3 else math.nan
+        ra = _fit_rate(t[after], ps[after] ** 2) if after.sum() >= 3 else math.nan
+        # the residual the fresh column sees: after the re-initialisation (fit part of f_after)
+        fit0 = h["f_after_reinit"][k_idx] - h["regularizer"][k_idx - 1]
+        eps0 = math.sqrt(max(2.0 * fit0, 0.0)) / p.target_norm
+        out["epochs"].append(k)
+        out["rate_before"].append(rb)
+        out["rate_after"].append(ra)
+        out["eps_start"].append(eps0)
+        kap = math.nan
+        if r is not None and np.isfinite(ra) and eps0 > 0:
+            kap = (math.exp(ra) - 1) * r ** (p.order / 2) / (p.eta * eps0)
+        out["kappa"].append(kap)
+        out["curves"].append((t, ps))
+    return out
+
+
+def plot_lemma7(growth, *, ax=None, max_curves=6):
+    """``||P_S u_t||`` of the fresh column in growth epochs (log scale)."""
+    import matplotlib as mpl
+
+    ax = new_ax(ax)
+    cmap = mpl.colormaps["viridis"]
+    curves = growth["curves"][:max_curves]
+    for n, ((t, ps), k) in enumerate(zip(curves, growth["epochs"])):
+        ax.plot(t, ps, color=cmap(n / max(1, len(curves) - 1)), label=f"epoch {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration within the epoch")
+    ax.set_ylabel(r"$\|P_S u_t\|$ of the fresh column")
+    legend(ax, loc="lower right", fontsize=8)
+    return ax
+
+
+def lemma9_paths(run, *, min_decrease=1e-9):
+    """Path length of the tensor in each epoch against Lemma 9's ``sqrt(eta H / lam (f_0 - f_H))``.
+
+    Returns
+    -------
+    dict
+        ``epochs``, ``path`` (``sum_t ||T_t - T_{t-1}||_F``), ``decrease``
+        (``f_0 - f_H`` with ``f_0`` after the re-initialisation), ``scale``
+        (``sqrt(eta H / lam * decrease)``), ``ratio`` (path / scale, only for
+        epochs whose decrease exceeds ``min_decrease``), ``constant`` (largest ratio).
+    """
+    res = run["result"] if isinstance(run, dict) else run
+    p = res.params
+    if p.lam <= 0:
+        raise ValueError("Lemma 9's scale needs lam > 0")
+    h = res.history
+    recs = _epoch_records(res)
+    out = {"epochs": [], "path": [], "decrease": [], "scale": [], "ratio": []}
+    for k_idx, k in enumerate(h["epoch"]):
+        path = float(sum(it["step_change"] for it in recs[k]))
+        dec = h["f_after_reinit"][k_idx] - h["objective"][k_idx]
+        scale = math.sqrt(p.eta * p.iters / p.lam * max(dec, 0.0))
+        out["epochs"].append(k)
+        out["path"].append(path)
+        out["decrease"].append(dec)
+        out["scale"].append(scale)
+        out["ratio"].append(path / scale if dec > min_decrease else math.nan)
+    rat = np.array(out["ratio"], float)
+    out["constant"] = float(np.nanmax(rat)) if np.isfinite(rat).any() else math.nan
+    return out
+
+
+def plot_lemma9(paths, *, ax=None):
+    """Path length against Lemma 9's scale, per epoch (log-log), with ``y = x``."""
+    ax = new_ax(ax)
+    sc = np.array(paths["scale"])
+    pa = np.array(paths["path"])
+    ok = np.isfinite(np.array(paths["ratio"], float))
+    ax.plot(sc[ok], pa[ok], "o", color=method_color("algorithm1"), label="epochs of the run")
+    if ok.any():
+        xx = np.geomspace(sc[ok].min(), sc[ok].max(), 10)
+        ax.plot(xx, xx, ls="--", color=method_color("reference"), label="path = scale")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\sqrt{\eta H/\lambda\;(f_0 - f_H)}$")
+    ax.set_ylabel(r"$\sum_t \|T_t - T_{t-1}\|_F$")
+    legend(ax, loc="lower right", fontsize=8)
+    return ax
+
+
+def lemma1_decrease(results, *, eps, substantial=0.1):
+    """Fraction of epochs that decrease ``f`` while the error exceeds ``eps`` (Lemma 1).
+
+    An epoch ``k`` counts when the relative error at its start (end of epoch
+    ``k - 1``; epoch 1 starts from the initialisation, error 1) exceeds ``eps``;
+    it decreases when ``f`` at its end is below ``f`` before its re-initialisation.
+
+    Parameters
+    ----------
+    results : sequence of Result
+    eps : float
+    substantial : float
+        Also count the epochs whose decrease is at least this fraction of ``f``
+        before the re-initialisation.
+
+    Returns
+    -------
+    dict
+        ``n_epochs`` (counted), ``n_decrease``, ``fraction`` (any decrease),
+        ``n_substantial``, ``fraction_substantial``, ``decreases`` (``f_before -
+        f_end`` of the counted epochs), ``f_before``.
+    """
+    eps = check_float("eps", eps, positive=True)
+    substantial = check_float("substantial", substantial, nonnegative=True)
+    dec, fb = [], []
+    for res in results:
+        h = res.history
+        for k_idx in range(len(h["epoch"])):
+            start = 1.0 if k_idx == 0 else h["rel_error"][k_idx - 1]
+            if start > eps:
+                dec.append(h["f_before_reinit"][k_idx] - h["objective"][k_idx])
+                fb.append(h["f_before_reinit"][k_idx])
+    dec, fb = np.array(dec, float), np.array(fb, float)
+    n = int(dec.size)
+    nd = int(np.sum(dec > 0))
+    ns = int(np.sum(dec >= substantial * fb))
+    return {"n_epochs": n, "n_decrease": nd, "fraction": nd / n if n else math.nan, "n_substantial": ns,
+            "fraction_substantial": ns / n if n else math.nan, "substantial": substantial, "decreases": dec,
+            "f_before": fb}
+
+
+def plot_lemma1(stats, *, ax=None):
+    """Histogram of the relative per-epoch change of ``f`` in epochs that start above the accuracy."""
+    ax = new_ax(ax)
+    rel = -stats["decreases"] / np.maximum(stats["f_before"], 1e-300)
+    ax.hist(rel, bins=40, color=method_color("algorithm1"), alpha=0.8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(-stats["substantial"], color=method_color("lazy"), ls="--", lw=1)
+    ax.set_xlabel(r"($f$ at the end of the epoch $-$ $f$ before its re-initialisation) / $f$ before")
+    ax.set_ylabel("epochs")
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# explorer
+# ---------------------------------------------------------------------------
+def explore_fresh_growth(*, ax=None, d=30, r=3, order=3, m=3, seed=0, epoch=3):
+    """Explorer panel: the fresh column's ``||u||`` and ``||P_S u||`` in one epoch of a run."""
+    ax = new_ax(ax)
+    target = sweep_targets(d, r, order, 1, target_seed=seed)[0]
+    epoch = int(epoch)
+    run = algorithm1(target, m, seed=seed, epochs=epoch, record_every=1)
+    rec = [it for it in run.history["iterations"] if it["epoch"] == epoch]
+    t = [it["iteration"] for it in rec]
+    ax.plot(t, [it["fresh_norm"] for it in rec], color=method_color("algorithm1"), label=r"$\|u\|$")
+    ax.plot(t, [it["fresh_ps_norm"] for it in rec], color=method_color("algorithm1"), ls="--",
+            label=r"$\|P_S u\|$")
+    ax.axhline(run.params.switch_threshold, color=method_color("reference"), ls=":", lw=1,
+               label="switch threshold")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"iteration in epoch {epoch}")
+    ax.set_ylabel("fresh column")
+    legend(ax, loc="lower right", fontsize=8)
+    return ax
