@@ -8,7 +8,7 @@ figures; the sentences live in the notebooks.  Shared helpers:
 
 * :mod:`tdcore.book.style`: quick mode, the palette, the figure convention
   ``plot_x(data, *, ax=None) -> Axes``;
-* :mod:`tdcore.book.explorer`: static figure plus live sliders;
+* :mod:`tdcore.book.explorers`: static figure plus live sliders;
 * :mod:`tdcore.book.tables`: Markdown tables;
 * :mod:`tdcore.book.results`: where stored results are read from.
 
@@ -16,10 +16,10 @@ Nothing here is imported by ``import tdcore``; this layer needs the ``book``
 extra (matplotlib, ipywidgets, IPython): ``pip install "tdcore[book]"``.
 """
 
-from .explorer import Explorer, explorer
+from .explorers import Explorer, explorer
 from .style import PALETTE, method_color, quick, use_book_style
 
 __all__ = ["quick", "use_book_style", "PALETTE", "method_color", "explorer", "Explorer"]
 
 #: Modules of this package that serve no single chapter.
-SHARED_MODULES = ("style", "explorer", "tables", "results")
+SHARED_MODULES = ("style", "explorers", "tables", "results")

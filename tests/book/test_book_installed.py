@@ -9,6 +9,7 @@ from the wheel's package data, not from the checkout.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,16 @@ def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("installed")
     wheels, site = base / "wheels", base / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+    # build from a copy of the files git would commit: an in-tree build leaves build/ in the checkout,
+    # and a stale build/lib would leak deleted modules into the wheel
+    src = base / "src"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (ROOT / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
                    check=True, cwd=base, capture_output=True, text=True)
     (wheel,) = wheels.glob("tdcore-*.whl")
     subprocess.run(pip + ["install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],

@@ -1,4 +1,4 @@
-"""Tests of tdcore._book: quick mode, style helpers and the explorer."""
+"""Tests of the shared book helpers: tdcore.book.style (quick mode, style) and tdcore.book.explorer."""
 
 import matplotlib
 
@@ -7,7 +7,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from tdcore import _book  # noqa: E402
+from tdcore.book import explorers as _explorer  # noqa: E402
+from tdcore.book import style as _style  # noqa: E402
+from tdcore.book import tables  # noqa: E402
 
 
 @pytest.mark.parametrize("value, expected", [(None, False), ("", False), ("0", False), (" 0 ", False),
@@ -17,14 +19,14 @@ def test_quick(monkeypatch, value, expected):
         monkeypatch.delenv("TDCORE_QUICK", raising=False)
     else:
         monkeypatch.setenv("TDCORE_QUICK", value)
-    assert _book.quick() is expected
+    assert _style.quick() is expected
 
 
 def test_style_and_palette():
-    _book.use_book_style()
+    _style.use_book_style()
     assert matplotlib.rcParams["axes.grid"] is True
-    assert _book.method_color("algorithm1") == _book.PALETTE["algorithm1"]
-    assert _book.method_color("no-such-method") == _book.PALETTE["reference"]
+    assert _style.method_color("algorithm1") == _style.PALETTE["algorithm1"]
+    assert _style.method_color("no-such-method") == _style.PALETTE["reference"]
 
 
 def _plot(ax, d=10, order=3, kind="line", scale=1.0):
@@ -37,7 +39,7 @@ _plot.calls = []
 
 def test_explorer_defaults_come_from_signature_or_spec():
     _plot.calls.clear()
-    ex = _book.explorer(_plot, d=(2, 50), order=(1, 5, 1, 2), kind=["bar", "line"], scale=0.5,
+    ex = _explorer.explorer(_plot, d=(2, 50), order=(1, 5, 1, 2), kind=["bar", "line"], scale=0.5,
                         display=False)
     assert ex.values == {"d": 10, "order": 2, "kind": "line", "scale": 0.5}
     assert _plot.calls[-1] == ex.values
@@ -47,7 +49,7 @@ def test_explorer_defaults_come_from_signature_or_spec():
 
 
 def test_explorer_render_updates_values():
-    ex = _book.explorer(_plot, d=(2, 50), display=False)
+    ex = _explorer.explorer(_plot, d=(2, 50), display=False)
     fig = ex.render(d=20)
     assert ex.values["d"] == 20 and ex.figure is fig
     assert len(fig.axes[0].get_lines()[0].get_xdata()) == 20
@@ -57,14 +59,14 @@ def test_explorer_float_slider_and_min_default():
     def plot(ax, alpha):
         ax.plot([0, 1], [0, alpha])
 
-    ex = _book.explorer(plot, alpha=(0.5, 2.0), display=False)
+    ex = _explorer.explorer(plot, alpha=(0.5, 2.0), display=False)
     assert ex.values == {"alpha": 0.5}
 
 
 def test_explorer_static_display_without_kernel(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append((obj, kw)))
-    ex = _book.explorer(_plot, d=(2, 50))
+    ex = _explorer.explorer(_plot, d=(2, 50))
     # outside a Jupyter kernel: exactly the static figure, no controls
     assert len(shown) == 1 and shown[0][0] is ex.figure and shown[0][1] == {"display_id": True}
     assert ex._ipython_display_() is None
@@ -72,7 +74,7 @@ def test_explorer_static_display_without_kernel(monkeypatch):
 
 def test_controls_bundle_has_widget_and_static_note():
     ipywidgets = pytest.importorskip("ipywidgets")
-    controls = _book._build_controls({
+    controls = _explorer._build_controls({
         "d": ("int", {"min": 2, "max": 9, "step": 1, "value": 3}),
         "alpha": ("float", {"min": 0.0, "max": 1.0, "step": 0.1, "value": 0.5}),
         "kind": ("choice", {"options": ["a", "b"], "value": "b"}),
@@ -82,7 +84,7 @@ def test_controls_bundle_has_widget_and_static_note():
     assert isinstance(controls["d"], ipywidgets.IntSlider) and controls["d"].value == 3
     assert isinstance(controls["alpha"], ipywidgets.FloatSlider)
     assert controls["kind"].value == "b"
-    bundle = _book._Controls(ipywidgets.HBox(list(controls.values())), list(controls))._repr_mimebundle_()
+    bundle = _explorer._Controls(ipywidgets.HBox(list(controls.values())), list(controls))._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "live" in bundle["text/html"] and "d, alpha, kind" in bundle["text/plain"]
 
@@ -96,16 +98,28 @@ def test_controls_bundle_has_widget_and_static_note():
 ])
 def test_explorer_rejects_bad_specs(kwargs, exc):
     with pytest.raises(exc):
-        _book.explorer(_plot, display=False, **kwargs)
+        _explorer.explorer(_plot, display=False, **kwargs)
 
 
 def test_explorer_needs_ax_parameter():
     with pytest.raises(TypeError):
-        _book.explorer(lambda d=3: None, d=(1, 4), display=False)
+        _explorer.explorer(lambda d=3: None, d=(1, 4), display=False)
     with pytest.raises(TypeError):
-        _book.explorer(42, display=False)
+        _explorer.explorer(42, display=False)
 
 
 def test_all_is_complete():
-    for name in _book.__all__:
-        assert hasattr(_book, name), name
+    for mod in (_style, _explorer, tables):
+        for name in mod.__all__:
+            assert hasattr(mod, name), name
+
+
+def test_new_ax_is_the_one_figure_convention():
+    ax = _style.new_ax()
+    assert ax is _style.new_ax(ax)
+    plt.close(ax.figure)
+
+
+def test_markdown_table_text():
+    text = tables.markdown_text([{"a": 1, "b": 0.5}], [("a", "A", "d"), ("b", "B", lambda v: f"{v:.1%}")])
+    assert text.splitlines() == ["| A | B |", "| ---: | ---: |", "| 1 | 50.0% |"]
