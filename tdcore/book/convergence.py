@@ -44,6 +44,7 @@ __all__ = [
     "m_star_search",
     "MStarSweep",
     "m_star_sweep",
+    "assemble_m_star_sweep",
     "HeadlineData",
     "headline_data",
     "headline_figure",
@@ -397,12 +398,22 @@ def m_star_sweep(vary, values, *, order, d=None, r=None, seeds, eps=0.05, q=0.8,
         results.append(m_star_search(dd, rr, order, seeds=seeds, eps=eps, q=q, epochs=epochs,
                                      stable_epochs=stable_epochs, target_seed=target_seed, orthogonal=orthogonal,
                                      cache=cache, **search_kwargs))
-    ms = np.array([res.m_star for res in results], dtype=float)
     fixed = {"order": order, "eps": eps, "q": q, "epochs": epochs, "stable_epochs": stable_epochs,
              "n_seeds": len(list(seeds))}
     fixed.update({"r": r} if vary == "d" else {"d": d})
+    return assemble_m_star_sweep(vary, values, fixed, results, time.perf_counter() - t0)
+
+
+def assemble_m_star_sweep(vary, values, fixed, results, elapsed):
+    """An :class:`MStarSweep` from one :func:`m_star_search` result per value (the fit included).
+
+    :func:`m_star_sweep` computes the searches one after the other; the distributed
+    sweep (``python -m tdcore sweep convergence``) computes them as separate cells
+    and assembles them here.
+    """
+    ms = np.array([res.m_star for res in results], dtype=float)
     fit = fit_loglog_slope(values, ms, drop_invalid=True)
-    return MStarSweep(vary, np.array(values), fixed, ms, results, fit, time.perf_counter() - t0)
+    return MStarSweep(vary, np.array(values), fixed, ms, results, fit, elapsed)
 
 
 # --- the headline figure --------------------------------------------------

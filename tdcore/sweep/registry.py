@@ -76,6 +76,15 @@ SWEEPS = {
               "(orders 3 and 4, d, r, m = 3r), and the two rules it was chosen against",
               "tdcore.sweep.defaults:cells", "tdcore.sweep.defaults:run_cell", "tdcore.sweep.defaults:merge",
               _CORE + ("tdcore.sweep.defaults",), "default_rule_{size}.json"),
+        Sweep("convergence",
+              "the full-size sweeps of the part Beyond lazy training: m* against d (headline, with the lazy "
+              "fit) and r, success curves, error curves, ablations, the mode switch against d, lambda, "
+              "re-initialisation jumps",
+              "tdcore.sweep.convergence:cells", "tdcore.sweep.convergence:run_cell",
+              "tdcore.sweep.convergence:merge",
+              _CORE + ("tdcore._lazy", "tdcore._stats", "tdcore.book.algorithm1",
+                       "tdcore.book.convergence", "tdcore.book.proof_pictures", "tdcore.sweep.convergence"),
+              "convergence_{size}.json"),
     )
 }
 

@@ -107,3 +107,16 @@ def test_default_rule_sweep_quick_serial(tmp_path):
     out = json.loads(open(s.output).read())
     assert len(out["default"]) == 4 and all(r["successes"] == r["n_seeds"] for r in out["default"])
     assert out["provenance"]["script"] == "python -m tdcore sweep default_rule --size quick"
+
+
+def test_convergence_sweep_quick_gives_the_layout_the_chapters_read(tmp_path):
+    from tdcore.book import convergence as cv
+
+    s = run_sweep("convergence", size="quick", workers=0, store=tmp_path / "s", out_dir=tmp_path)
+    out = json.loads(open(s.output).read())
+    assert s.cells == s.computed == 15
+    head = cv.HeadlineData.from_dict(out["headline"])
+    assert head.orders == [3] and len(head.algorithm1[3].values) == 3
+    assert set(out["m_star_vs_r"]) == {"3"} and len(out["success_curves"]) == 1
+    assert out["meta"]["size"] == "quick" and out["meta"]["batches_total"] == 15
+    assert out["provenance"]["engine"]["fingerprint"].startswith("sha256:")
