@@ -676,7 +676,7 @@ class _Run:
         pbv = host[:, 9] if pb is not None else None
         rel = np.sqrt(np.maximum(2 * fit, 0) / nn)
         el = time.perf_counter() - t0
-        self.fresh = fresh.astype(int)
+        self._fresh_host = fresh.astype(int)  # the device copy is _fresh_dev already
         rows = host[:, ncol:].reshape(B, len(recs), -1) if recs else None
         for b in range(B):
             h = self.hist[b]
