@@ -450,7 +450,7 @@ class _Run:
         xp = self.xp
         mn = nrm.min(axis=-1, keepdims=True)
         tied = nrm <= mn * (1.0 + self.REINIT_TIE)
-        return xp.argmax(tied, axis=-1)  # first True
+        return xp.argmax(tied.astype(xp.int8), axis=-1)  # the first True
 
     def reinit(self, nrm=None):
         """Re-initialise each active trial's column of smallest norm (see :meth:`_reinit_index`).
@@ -484,9 +484,10 @@ class _Run:
 
     def _post_step(self, nrm, n2new, c, chat, switched):
         """Norm ratios, rescaled ``c``/``chat`` and the mode switch (one fused kernel on CuPy)."""
-        if self._post is None:
-            self._post = _make_post(self.xp, self.p.mode_switch, self.p.switch_threshold, self.p.switch_factor)
-        return self._post(nrm, n2new, c, chat, switched)
+        key = (self.p.mode_switch, self.p.switch_threshold, self.p.switch_factor)
+        if self._post is None or self._post[0] != key:  # _polish runs with other parameters
+            self._post = (key, _make_post(self.xp, *key))
+        return self._post[1](nrm, n2new, c, chat, switched)
 
     def step(self, ev):
         """One iteration from the current state, whose evaluation ``ev`` is given.
@@ -662,14 +663,15 @@ class _Run:
     def _end_epoch(self, k, j, ev, f_before, f_after, nsw_epoch, recs, n2, t0):
         """Write epoch k's history from one device->host copy of everything it needs."""
         xp, B = self.xp, self.B
-        cols = [ev[0], ev[1], ev[2], f_before, f_after, n2, nsw_epoch.astype(self.dtype), j.astype(self.dtype),
-                self._fresh_dev.astype(self.dtype)]
+        cols = [ev[0], ev[1], ev[2], f_before, f_after, n2, nsw_epoch, j, self._fresh_dev]
         pb = self._pb_norm2_dev()
         if pb is not None:
             cols.append(pb)
-        flat = [xp.stack(cols, axis=1)]
+        # float64 holds every float32 value and every index exactly
+        f64 = xp.float64
+        flat = [xp.stack([v.astype(f64, copy=False) for v in cols], axis=1)]
         if recs:
-            flat.append(xp.stack(recs, axis=1).reshape(B, -1))
+            flat.append(xp.stack(recs, axis=1).astype(f64, copy=False).reshape(B, -1))
         host = to_numpy(xp.concatenate(flat, axis=1) if len(flat) > 1 else flat[0])
         ncol = len(cols)
         f, fit, reg, fb, fa, nn, nsw, jj, fresh = (host[:, i] for i in range(9))
