@@ -648,8 +648,11 @@ class _Run:
         done = acc[1]
         if goal is not None:
             ok = ev[1] <= goal
-            act = self._active_dev
-            done = done | xp.all(ok) | (xp.any(act) & xp.all(ok | ~act))
+            if self._all_active:
+                done = done | xp.all(ok)
+            else:
+                act = self._active_dev
+                done = done | xp.all(ok) | (xp.any(act) & xp.all(ok | ~act))
         return bad, done
 
     def _read_flags(self, acc):
