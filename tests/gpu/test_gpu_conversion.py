@@ -124,3 +124,22 @@ def test_plain_gd_and_symcp_with_a_device_target(cupy_backend, ts):
     assert type(mixed.factors).__module__.startswith("cupy")
     assert type(mixed.weights).__module__.startswith("cupy")
     assert tc.norm(mixed + T) == pytest.approx(2 * tc.norm(T), rel=1e-12)
+
+
+def test_refine_decompose_and_baselines_with_device_inputs(cupy_backend):
+    cp = cupy_backend
+    T = tc.random_target(8, 2, 3, seed=1)
+    M = tc.algorithm1(T, 4, seed=0, epochs=3, iters=100, backend="numpy").model
+    Td, Md = _cp_on(cp, "device", T), _cp_on(cp, "device", M)
+    # errors near zero are compared absolutely at 1e-8: a relative error from a Gram expansion
+    # resolves about sqrt(eps) ~ 1.5e-8 (see tdcore.rel_error), whatever the summation order
+    ref = tc.refine(M, T)
+    for m, t in ((Md, T), (M, Td), (Md, Td)):
+        got = tc.refine(m, t)
+        assert got.rel_error == pytest.approx(ref.rel_error, rel=1e-6, abs=1e-8)
+        assert tc.precise_rel_error(m, t) == pytest.approx(tc.precise_rel_error(M, T), rel=1e-9, abs=1e-12)
+    for backend in ("numpy", "cupy"):
+        d = tc.decompose(Td, 4, seed=0, backend=backend)
+        assert d.rel_error <= 1e-6  # decompose's tol
+    assert tc.cp_als(Td, 2).rel_error == pytest.approx(tc.cp_als(T, 2).rel_error, rel=1e-9, abs=1e-8)
+    assert tc.power_method(Td, 2).rel_error == pytest.approx(tc.power_method(T, 2).rel_error, rel=1e-9, abs=1e-8)
