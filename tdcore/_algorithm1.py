@@ -801,7 +801,6 @@ class _Run:
         state right after this epoch's re-initialisation.  Returns the state (NumPy
         arrays) and the iteration it is from (0 = start of the epoch).
         """
-        xp = self.xp
         cands = [(t - 1, (self.U, self.c, self.chat, self.switched))]
         if snap is not None and snap[0] < t - 1:
             cands.append((snap[0], snap[1:5]))

@@ -72,9 +72,9 @@ def make_target_operator(target, backend="numpy", dtype=np.float64):
 
 
 def _as_operator(target, like):
+    """The target in its internal form, on the side of ``like`` (see the conversion rule in ``_backend``)."""
     if isinstance(target, (FactoredTarget, DenseTarget)):
         return target
-    """The target in its internal form, on the side of ``like`` (see the conversion rule in ``_backend``)."""
     xp = xp_of(like)
     target = check_target(target)
     if isinstance(target, SymCP):
