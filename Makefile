@@ -79,3 +79,11 @@ clean:
 .PHONY: bench
 bench: venv
 	$(PY) benchmarks/run_all.py --quick
+
+# ------------------------------------------------------------------ gpu-check
+# On a machine with a CUDA GPU and CuPy (pip install -e ".[gpu]"): the CuPy tests (agreement with
+# NumPy, conversion rule, replays) on real CuPy, then the GPU benchmark; writes results/bench_gpu.json
+# + .md.  Dry run of the same script on the CPU emulator: make gpu-check GPU_CHECK_ARGS=--emulate
+.PHONY: gpu-check
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)

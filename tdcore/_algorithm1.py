@@ -49,18 +49,28 @@ class DivergenceError(FloatingPointError):
     epoch, iteration : int
         Where it happened (1-based epoch, 1-based iteration within the epoch).
     state : dict
-        The last finite state (NumPy arrays ``U``, ``a``, ``c``, ``chat``, ``switched``),
-        i.e. the parameters before the step that diverged.
+        A finite state (NumPy arrays ``U``, ``a``, ``c``, ``chat``, ``switched``) to
+        restart from with ``suggested_eta``: the newest of the last finite state,
+        the last checked state and the state at the start of the epoch from which
+        64 steps with ``suggested_eta`` stay finite and bounded (pass it as
+        ``init_state``); ``state_iteration`` says which iteration of the epoch
+        it is from (0: right after the re-initialisation).
+    last_finite_state : dict
+        The parameters before the step that diverged (may diverge again at once).
     suggested_eta : float
-        A step size to try instead (a quarter of the one that diverged).
+        A step size to try instead: ``min(eta / 4, default eta)``, so that a run
+        started with a far too large step gets the default rule's step at once.
     partial : Result or None
         History up to the divergence.
     """
 
-    def __init__(self, message, *, epoch, iteration, state, suggested_eta, partial=None):
+    def __init__(self, message, *, epoch, iteration, state, suggested_eta, partial=None, last_finite_state=None,
+                 state_iteration=None):
         super().__init__(message)
         self.epoch, self.iteration, self.state = epoch, iteration, state
         self.suggested_eta, self.partial = suggested_eta, partial
+        self.last_finite_state = state if last_finite_state is None else last_finite_state
+        self.state_iteration = iteration - 1 if state_iteration is None else state_iteration
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,7 @@ class _Run:
     """The batched state machine behind algorithm1 and algorithm1_batch."""
 
     def __init__(self, targets, p, rngs, be, dtype, *, basis=None, record_every=None, callback=None,
-                 divergence="raise", blowup=1e4):
+                 divergence="raise", blowup=1e4, check_every=None):
         self.p, self.rngs, self.be, self.xp, self.dtype = p, rngs, be, be.xp, dtype
         self.B = len(rngs)
         self.tgt = targets  # internal operator, batch-aware
@@ -215,11 +225,26 @@ class _Run:
         self.record_every, self.callback = record_every, callback
         self.divergence, self.blowup = divergence, blowup
         self.epoch = 0
-        self.active = np.ones(self.B, dtype=bool)
+        self._set_active(np.ones(self.B, dtype=bool))
         self.hist = [_empty_history() for _ in range(self.B)]
         self.fresh = np.zeros(self.B, dtype=int)  # latest re-initialised column per trial
-        self._fit_goal = None  # (tol, fit value at relative error tol) per trial
+        self.check_every = self.CHECK_EVERY if check_every is None else int(check_every)
+        self._post = None  # the fused element-wise tail of a step (see _make_post)
+        self._kernels = None  # fused kernels of evaluate on CuPy (see _make_fused)
+        self._badk = None  # the divergence test (see _make_badk)
+        self._thr = None  # divergence threshold per trial (device)
+        self._epoch_start = None  # state after this epoch's re-initialisation
         self.stop_requested = False  # set from another thread: stop like Ctrl-C
+
+    @property
+    def fresh(self):
+        """Latest re-initialised column per trial (NumPy; a device copy is kept as ``_fresh_dev``)."""
+        return self._fresh_host
+
+    @fresh.setter
+    def fresh(self, value):
+        self._fresh_host = np.asarray(value, dtype=int)
+        self._fresh_dev = self.xp.asarray(self._fresh_host, dtype=self.xp.int64)
 
     # -- state ---------------------------------------------------------------------
     def init_state(self):
@@ -229,8 +254,8 @@ class _Run:
         for b, rng in enumerate(self.rngs):
             U[b] = p.delta * _unit_columns(rng, d, m)
             a[b] = rng.choice([-1.0, 1.0], size=m)
-        self.U = xp.asarray(U, dtype=self.dtype)
-        self.a = xp.asarray(a, dtype=self.dtype)
+        Ua = xp.asarray(np.concatenate([U, a[:, None, :]], axis=1), dtype=self.dtype)  # one upload
+        self.U, self.a = xp.ascontiguousarray(Ua[:, :d, :]), xp.ascontiguousarray(Ua[:, d, :])
         nrm = xp.sqrt(xp.sum(self.U * self.U, axis=-2))
         self.c = self._c_init() / nrm
         self.chat = 1.0 / nrm
@@ -239,12 +264,30 @@ class _Run:
     def _c_init(self):
         return self.p.switch_factor if self.p.mode_switch else 1.0
 
-    def state_numpy(self, b=None):
-        # copies: re-initialisation updates a, c, chat and switched in place
-        arrs = {k: np.array(to_numpy(getattr(self, k)), copy=True) for k in ("U", "a", "c", "chat", "switched")}
+    def state_numpy(self, b=None, *, weights=False):
+        """The state (``U``, ``a``, ``c``, ``chat``, ``switched``) as NumPy arrays, in one copy.
+
+        The arrays are packed on the device into one ``(B, d + 4, m)`` block (five
+        with ``weights=True``, which adds ``weights``: ``a c^{l-2}``) and read
+        back at once.
+        """
+        xp, d = self.xp, self.p.d
+        rows = [self.a, self.c, self.chat, self.switched.astype(self.U.dtype)]
+        if weights:
+            rows.append(self.weights())
+        dt = np.result_type(self.U.dtype, *(r.dtype for r in rows))
+        block = xp.concatenate([self.U.astype(dt, copy=False)] + [r.astype(dt, copy=False)[:, None, :] for r in rows],
+                               axis=1)
+        if b is not None:
+            block = block[b:b + 1]
+        host = to_numpy(block)
+        names = ["a", "c", "chat", "switched"] + (["weights"] if weights else [])
+        arrs = {"U": np.array(host[:, :d, :], dtype=self.U.dtype)}
+        for i, k in enumerate(names):
+            arrs[k] = np.array(host[:, d + i, :], dtype=bool if k == "switched" else self.U.dtype)
         if b is None:
             return arrs
-        return {k: v[b].copy() for k, v in arrs.items()}
+        return {k: v[0] for k, v in arrs.items()}
 
     def load_state(self, st):
         xp = self.xp
@@ -259,10 +302,11 @@ class _Run:
     #: Form the step on the m side (m x m matrices) while m < M_SIDE_RATIO * d, else on the d side.
     M_SIDE_RATIO = 2.5
 
-    def evaluate(self, U=None, c=None, chat=None, G=None):
+    def evaluate(self, U=None, c=None, chat=None, G=None, nrm=None):
         """(objective, fit, regularizer, step plan, column norms) at the given or current state.
 
-        ``G``: the Gram matrix ``U^T U`` when the caller has it already.
+        ``G``: the Gram matrix ``U^T U`` when the caller has it already, ``nrm``
+        the column norms (the square root of its diagonal).
 
         The step plan holds what :meth:`step` needs to form ``U - eta grad_U f`` with
         as few passes over memory as the shapes allow.  With ``s = a c^{l-2}``,
@@ -284,12 +328,15 @@ class _Run:
         c = self.c if c is None else c
         chat = self.chat if chat is None else chat
         l, eta, lam = p.order, p.eta, p.lam
-        s = self.a * _ipow(c, l - 2)
         if G is None:
             G = _mT(U) @ U
-        n2 = G.diagonal(axis1=-2, axis2=-1)
         B, d, m = U.shape
-        nrm = xp.sqrt(n2)
+        if self._fused and m < self.M_SIDE_RATIO * d and isinstance(self.tgt, FactoredTarget):
+            return self._evaluate_fused(U, c, chat, G, nrm)
+        s = self.a * _ipow(c, l - 2)
+        n2 = G.diagonal(axis1=-2, axis2=-1)
+        if nrm is None:
+            nrm = xp.sqrt(n2)
         h = _ipow(chat, l - 2) * _ipow(nrm, l - 2)  # chat^{l-2} ||u||^{l-2}
         reg = lam * (h * n2).sum(axis=-1)
         if m < self.M_SIDE_RATIO * d:
@@ -328,6 +375,39 @@ class _Run:
         fit = 0.5 * (model2 - 2.0 * cross + tgt.norm2)
         return fit + reg, fit, reg, plan + (Q,), nrm
 
+    @property
+    def _fused(self):
+        """True on CuPy: the element-wise chains of a step run as fused kernels (see :func:`_make_fused`)."""
+        return self.xp is not np and hasattr(self.xp, "fuse")
+
+    def _evaluate_fused(self, U, c, chat, G, nrm):
+        """:meth:`evaluate` (m side, factored target) with its element-wise chains fused: 11 kernels.
+
+        The same operations in the same order as the NumPy code, grouped into
+        ``cupy.fuse`` kernels: the (B, m) vectors, ``M``, ``Q`` and the final sums.
+        """
+        xp, p = self.xp, self.p
+        key = (p.order, p.eta, p.lam)
+        if self._kernels is None or self._kernels[0] != key:
+            self._kernels = (key, _make_fused(xp, *key))
+        vec, mform, qform, fin = self._kernels[1]
+        B, d, m = U.shape
+        n2 = G.diagonal(axis1=-2, axis2=-1)
+        if nrm is None:
+            nrm = xp.sqrt(n2)
+        s, hn2, k, h1, es = vec(self.a, c, chat, nrm, n2)
+        reg = p.lam * hn2.sum(axis=-1)
+        M = mform(G, k[..., :, None], k[..., None, :])
+        model2 = (M.reshape(B, 1, m * m) @ G.reshape(B, m * m, 1)).reshape(B)
+        M.reshape(B, m * m)[:, :: m + 1] += h1
+        tgt = self.tgt
+        A = _mT(tgt.V) @ U  # (B, r, m)
+        Q = qform(A, tgt.w[..., :, None], es[..., None, :])
+        r = A.shape[-2]
+        cross = (Q.reshape(B, 1, r * m) @ A.reshape(B, r * m, 1)).reshape(B)
+        obj, fit = fin(model2, cross, tgt.norm2, reg)
+        return obj, fit, reg, ("m", M, Q), nrm
+
     def _apply_plan(self, plan, U, active=None):
         """``U - eta grad`` from a step plan (see :meth:`evaluate`); inactive trials keep ``U``."""
         xp = self.xp
@@ -354,27 +434,60 @@ class _Run:
         ev = self.evaluate() if ev is None else ev
         return (self.U - self._apply_plan(ev[3], self.U)) / self.p.eta
 
-    def reinit(self):
+    #: Relative width of a tie in the re-initialisation's argmin (see :meth:`reinit`).
+    REINIT_TIE = 1e-12
+
+    def _reinit_index(self, nrm):
+        """The column to re-initialise per trial: the lowest index among near-minimal norms.
+
+        After the random start every norm equals ``delta`` to a few ulps, so a plain
+        argmin would be decided by rounding, and a GPU (whose reductions sum in
+        another order) would pick another column.  Norms within a relative
+        ``REINIT_TIE = 1e-12`` of the minimum count as tied, far above the ~1e-15
+        rounding of a norm in any summation order and far below any real
+        difference; the lowest tied index wins, on every backend.
+        """
+        xp = self.xp
+        mn = nrm.min(axis=-1, keepdims=True)
+        tied = nrm <= mn * (1.0 + self.REINIT_TIE)
+        return xp.argmax(tied.astype(xp.int8), axis=-1)  # the first True
+
+    def reinit(self, nrm=None):
+        """Re-initialise each active trial's column of smallest norm (see :meth:`_reinit_index`).
+
+        The new directions and signs are drawn on the host (one NumPy generator per
+        trial, as always) and moved to the device in one upload; the column is
+        chosen and replaced on the device, so nothing is read back.  Returns the
+        chosen indices as a backend array of shape (B,).
+        """
         p, xp = self.p, self.xp
-        nrm = to_numpy(xp.sqrt(xp.sum(self.U * self.U, axis=-2)))
-        j = np.argmin(nrm, axis=1)
-        newu = np.empty((self.B, p.d))
-        newa = np.empty(self.B)
+        if nrm is None:
+            nrm = xp.sqrt(xp.sum(self.U * self.U, axis=-2))
+        j = self._reinit_index(nrm)
+        draws = np.empty((self.B, p.d + 1))
         for b, rng in enumerate(self.rngs):
-            newu[b] = p.delta * _unit_columns(rng, p.d, 1)[:, 0]
-            newa[b] = rng.choice([-1.0, 1.0])
-        idx = np.arange(self.B)
-        act = self.active
+            draws[b, :-1] = p.delta * _unit_columns(rng, p.d, 1)[:, 0]
+            draws[b, -1] = rng.choice([-1.0, 1.0])
+        draws = xp.asarray(draws, dtype=self.dtype)  # the one upload of the epoch
+        newu, newa = draws[:, :-1], draws[:, -1]
         # only active trials are re-initialised; frozen (diverged) ones keep their state
-        self.U = self.U.copy()
-        self.U[xp.asarray(idx[act]), :, xp.asarray(j[act])] = xp.asarray(newu[act], dtype=self.dtype)
-        for name, val in (("a", newa), ("c", np.full(self.B, self._c_init() / p.delta)),
-                          ("chat", np.full(self.B, 1.0 / p.delta))):
-            arr = getattr(self, name)
-            arr[xp.asarray(idx[act]), xp.asarray(j[act])] = xp.asarray(val[act], dtype=self.dtype)
-        self.switched[xp.asarray(idx[act]), xp.asarray(j[act])] = False
-        self.fresh = np.where(act, j, self.fresh)
+        hit = xp.arange(p.m)[None, :] == j[:, None]
+        if not self._all_active:
+            hit = hit & self._active_dev[:, None]
+        self.U = xp.where(hit[:, None, :], newu[:, :, None], self.U)
+        self.a = xp.where(hit, newa[:, None], self.a)
+        self.c = xp.where(hit, float(self._c_init() / p.delta), self.c)
+        self.chat = xp.where(hit, float(1.0 / p.delta), self.chat)
+        self.switched = self.switched & ~hit
+        self._fresh_dev = j if self._all_active else xp.where(self._active_dev, j, self._fresh_dev)
         return j
+
+    def _post_step(self, nrm, n2new, c, chat, switched):
+        """Norm ratios, rescaled ``c``/``chat`` and the mode switch (one fused kernel on CuPy)."""
+        key = (self.p.mode_switch, self.p.switch_threshold, self.p.switch_factor)
+        if self._post is None or self._post[0] != key:  # _polish runs with other parameters
+            self._post = (key, _make_post(self.xp, *key))
+        return self._post[1](nrm, n2new, c, chat, switched)
 
     def step(self, ev):
         """One iteration from the current state, whose evaluation ``ev`` is given.
@@ -386,75 +499,110 @@ class _Run:
         :meth:`evaluate` built (for ``m`` up to a few times ``d``: ``U' = V Q - U M``,
         two matrix products and one pass over the d x m array).  The new column norms are the
         diagonal of the next Gram matrix, which the next evaluation needs anyway.
+        Nothing is read back to the host.
         """
-        xp, p = self.xp, self.p
+        p = self.p
         nrm = ev[4]
-        U2 = self._apply_plan(ev[3], self.U, None if self.active.all() else xp.asarray(self.active))
+        U2 = self._apply_plan(ev[3], self.U, None if self._all_active else self._active_dev)
         G2 = _mT(U2) @ U2
-        nrm2 = xp.sqrt(G2.diagonal(axis1=-2, axis2=-1))
-        ratio = nrm / nrm2
-        c2 = self.c * ratio
-        chat2 = self.chat * ratio
-        switched2 = self.switched
-        nsw = None
-        if p.mode_switch:
-            thr = p.switch_threshold
-            sw = (~self.switched) & (nrm <= thr) & (nrm2 > thr)
-            c2 = xp.where(sw, c2 / p.switch_factor, c2)
-            switched2 = self.switched | sw
-            nsw = sw.sum(axis=-1)
+        nrm2, c2, chat2, switched2, sw = self._post_step(nrm, G2.diagonal(axis1=-2, axis2=-1), self.c, self.chat,
+                                                         self.switched)
+        nsw = sw.sum(axis=-1) if p.mode_switch else None
         new = (U2, c2, chat2, switched2)
-        return nsw, new, self.evaluate(U2, c2, chat2, G=G2)
+        return nsw, new, self.evaluate(U2, c2, chat2, G=G2, nrm=nrm2)
+
+    def _set_active(self, active):
+        self.active = np.asarray(active, dtype=bool)
+        self._all_active = bool(self.active.all())
+        self._active_dev = self.xp.asarray(self.active)
 
     # -- the loop ------------------------------------------------------------------
+    #: Iterations between two reads of the device-side divergence / tol flags.
+    CHECK_EVERY = 32
+
     def run(self, *, progress=False, checkpoint=None, checkpoint_every=1, tol=None, t0=None, on_epoch=None):
+        """K epochs (from ``self.epoch``); returns True when interrupted.
+
+        The divergence test (and the ``tol`` test) is computed on the device after
+        every iteration and accumulated; the host reads the flags once every
+        ``check_every`` iterations (and at the end of an epoch).  When a flag is
+        set, the run goes back to the state of the last check and replays those
+        iterations one by one with a host check after each (the iterations are
+        deterministic, so the replay is the same computation), which finds the
+        exact iteration where a trial diverged or reached ``tol``.  Per-iteration
+        records stay on the device until the end of the epoch, when everything the
+        history needs comes back in one copy.
+        """
         p, xp = self.p, self.xp
         t0 = time.perf_counter() if t0 is None else t0
-        f_ref = None
+        self._thr = None
         bar = _progress(progress, p.epochs, initial=self.epoch)
         interrupted = False
+        n2 = self.tgt.norm2 * xp.ones(self.B, dtype=self.dtype)
+        goal = None if tol is None else (0.5 * tol * tol) * n2
+        every = self.check_every
         try:
             while self.epoch < p.epochs:
                 k = self.epoch + 1
-                f_before = to_numpy(self.evaluate()[0])
-                j = self.reinit() if p.reinit else np.full(self.B, -1)
+                ev0 = self.evaluate()
+                f_before = ev0[0]
+                j = self.reinit(ev0[4]) if p.reinit else xp.full(self.B, -1, dtype=xp.int64)
                 ev = self.evaluate()
-                f_after = to_numpy(ev[0])
-                if f_ref is None:
-                    f_ref = np.maximum(f_before, 0.5 * to_numpy(self.tgt.norm2 * xp.ones(self.B)))
+                f_after = ev[0]
+                self._epoch_start = (self.U, self.c, self.chat, self.switched)
+                if self._thr is None:
+                    self._thr = self.blowup * xp.maximum(f_before, 0.5 * n2)
                 nsw_epoch = xp.zeros(self.B, dtype=xp.int64)
+                recs = []
+                snap = (0, self.U, self.c, self.chat, self.switched, ev, nsw_epoch, 0)
+                flag = None
                 reached = False
-                for t in range(1, p.iters + 1):
+                t = 0
+                while t < p.iters:
+                    t += 1
                     if self.stop_requested:
+                        self._restore(snap)
                         raise KeyboardInterrupt
-                    nsw, new, ev2 = self.step(ev)
-                    new, ev2 = self._check_divergence(new, ev2, ev, f_ref, k, t)
+                    try:
+                        with np.errstate(over="ignore", invalid="ignore"):  # a diverging trial is found below
+                            nsw, new, ev2 = self.step(ev)
+                    except KeyboardInterrupt:
+                        self._restore(snap)  # the last checked state: no NaN from an unchecked step
+                        raise
+                    flag = self._flags(ev2, goal, flag)
                     if self.record_every and (t - 1) % self.record_every == 0:
-                        self._record_iteration(k, t, ev[0], ev[1], new, nsw)
+                        recs.append(self._record_row(ev, new, nsw))
                     self.U, self.c, self.chat, self.switched = new
                     ev = ev2
                     if nsw is not None:
-                        nsw_epoch += nsw
-                    if tol is not None and self._reached(ev[1], tol):
-                        reached = True
+                        nsw_epoch = nsw_epoch + nsw
+                    if t % every and t < p.iters:
+                        continue
+                    fl = self._read_flags(flag)  # the one sync of `every` iterations
+                    flag = None
+                    if fl.any():
+                        # back to the last check, then one iteration at a time with host checks
+                        t_end = t
+                        t, self.U, self.c, self.chat, self.switched, ev, nsw_epoch, nrec = snap
+                        del recs[nrec:]
+                        while t < t_end:
+                            t += 1
+                            nsw, new, ev2 = self.step(ev)
+                            new, ev2 = self._check_divergence(new, ev2, ev, k, t, snap)
+                            if self.record_every and (t - 1) % self.record_every == 0:
+                                recs.append(self._record_row(ev, new, nsw))
+                            self.U, self.c, self.chat, self.switched = new
+                            ev = ev2
+                            if nsw is not None:
+                                nsw_epoch = nsw_epoch + nsw
+                            if goal is not None and self._reached(ev[1], goal):
+                                reached = True
+                                break
+                    if reached:
                         break
-                nsw_epoch = to_numpy(nsw_epoch)
-                f, fit, reg = to_numpy(ev[0]), to_numpy(ev[1]), to_numpy(ev[2])
-                rel = np.sqrt(np.maximum(2 * fit, 0) / to_numpy(self.tgt.norm2 * xp.ones(self.B)))
-                pb = self._pb_norm2()
-                el = time.perf_counter() - t0
-                for b in range(self.B):
-                    h = self.hist[b]
-                    h["epoch"].append(k)
-                    h["rel_error"].append(float(rel[b]))
-                    h["objective"].append(float(f[b]))
-                    h["regularizer"].append(float(reg[b]))
-                    h["n_switches"].append(int(nsw_epoch[b]))
-                    h["reinit_index"].append(int(j[b]))
-                    h["f_before_reinit"].append(float(f_before[b]))
-                    h["f_after_reinit"].append(float(f_after[b]))
-                    h["pb_norm2"].append(None if pb is None else float(pb[b]))
-                    h["elapsed"].append(el)
+                    snap = (t, self.U, self.c, self.chat, self.switched, ev, nsw_epoch, len(recs))
+                self._end_epoch(k, j, ev, f_before, f_after, nsw_epoch, recs, n2, t0)
+                rel = np.array([h["rel_error"][-1] for h in self.hist])
                 self.epoch = k
                 if bar is not None:
                     bar.update(1)
@@ -479,12 +627,87 @@ class _Run:
                 bar.close()
         return interrupted
 
-    def _reached(self, fit, tol):
-        """True when every active trial's relative error is at most ``tol``."""
-        if self._fit_goal is None or self._fit_goal[0] != tol:
-            n2 = to_numpy(self.tgt.norm2 * self.xp.ones(self.B))
-            self._fit_goal = (tol, 0.5 * tol * tol * n2)
-        ok = to_numpy(fit) <= self._fit_goal[1]
+    def _restore(self, snap):
+        self.U, self.c, self.chat, self.switched = snap[1:5]
+
+    def _flags(self, ev, goal, acc):
+        """Device-side test of one iteration, OR-ed into ``acc``: ``(diverged (B,), tol reached ())``.
+
+        A trial diverged when its objective is not ``<=`` its threshold (NaN and inf
+        included); only active trials count.  ``tol`` is reached when every active
+        trial's fit is at most ``goal`` (as :meth:`_reached` on the host).
+        """
+        xp = self.xp
+        if self._badk is None:
+            self._badk = _make_badk(xp)
+        if acc is None:
+            acc = (xp.zeros(self.B, dtype=bool), None if goal is None else xp.zeros((), dtype=bool))
+        bad = self._badk(acc[0], ev[0], self._thr)
+        if not self._all_active:
+            bad = bad & self._active_dev
+        done = acc[1]
+        if goal is not None:
+            ok = ev[1] <= goal
+            if self._all_active:
+                done = done | xp.all(ok)
+            else:
+                act = self._active_dev
+                done = done | xp.all(ok) | (xp.any(act) & xp.all(ok | ~act))
+        return bad, done
+
+    def _read_flags(self, acc):
+        """One device->host copy of the accumulated flags: (B + 1,) int8, 1 = diverged / reached."""
+        xp = self.xp
+        bad, done = acc
+        if done is None:
+            done = xp.zeros((), dtype=bool)
+        return to_numpy(xp.concatenate([bad, done.reshape(1)]).astype(xp.int8))
+
+    def _end_epoch(self, k, j, ev, f_before, f_after, nsw_epoch, recs, n2, t0):
+        """Write epoch k's history from one device->host copy of everything it needs."""
+        xp, B = self.xp, self.B
+        cols = [ev[0], ev[1], ev[2], f_before, f_after, n2, nsw_epoch, j, self._fresh_dev]
+        pb = self._pb_norm2_dev()
+        if pb is not None:
+            cols.append(pb)
+        # float64 holds every float32 value and every index exactly
+        f64 = xp.float64
+        flat = [xp.stack([v.astype(f64, copy=False) for v in cols], axis=1)]
+        if recs:
+            flat.append(xp.stack(recs, axis=1).astype(f64, copy=False).reshape(B, -1))
+        host = to_numpy(xp.concatenate(flat, axis=1) if len(flat) > 1 else flat[0])
+        ncol = len(cols)
+        f, fit, reg, fb, fa, nn, nsw, jj, fresh = (host[:, i] for i in range(9))
+        pbv = host[:, 9] if pb is not None else None
+        rel = np.sqrt(np.maximum(2 * fit, 0) / nn)
+        el = time.perf_counter() - t0
+        self._fresh_host = fresh.astype(int)  # the device copy is _fresh_dev already
+        rows = host[:, ncol:].reshape(B, len(recs), -1) if recs else None
+        for b in range(B):
+            h = self.hist[b]
+            h["epoch"].append(k)
+            h["rel_error"].append(float(rel[b]))
+            h["objective"].append(float(f[b]))
+            h["regularizer"].append(float(reg[b]))
+            h["n_switches"].append(int(nsw[b]))
+            h["reinit_index"].append(int(jj[b]))
+            h["f_before_reinit"].append(float(fb[b]))
+            h["f_after_reinit"].append(float(fa[b]))
+            h["pb_norm2"].append(None if pbv is None else float(pbv[b]))
+            h["elapsed"].append(el)
+            if rows is not None:
+                for n, row in enumerate(rows[b]):
+                    t = 1 + n * self.record_every
+                    h["iterations"].append({
+                        "epoch": k, "iteration": t, "objective": float(row[0]), "fit": float(row[1]),
+                        "rel_error": math.sqrt(max(2 * row[1], 0) / nn[b]), "step_change": float(row[2]),
+                        "fresh_index": int(row[4]), "fresh_norm": float(row[5]),
+                        "fresh_ps_norm": None if self.basis is None else float(row[6]),
+                        "n_switches": int(row[3])})
+
+    def _reached(self, fit, goal):
+        """Host test (used in replays): every active trial's fit at most ``goal``."""
+        ok = to_numpy(fit <= goal)
         if ok.all():
             return True
         if self.active.all():
@@ -495,15 +718,23 @@ class _Run:
         return {"epoch": self.epoch, "rel_error": rel.copy(), "state": self.state_numpy(), "params": self.p,
                 "history": self.hist}
 
-    def _pb_norm2(self):
+    def _pb_norm2_dev(self):
         if self.basis is None:
             return None
         Q = self.basis
         PU = self.U - Q @ (Q.swapaxes(-1, -2) @ self.U)
-        return to_numpy(self.xp.sum(PU * PU, axis=(-1, -2)))
+        return self.xp.sum(PU * PU, axis=(-1, -2))
 
-    def _record_iteration(self, k, t, f, fit, new, nsw=None):
-        """Per-iteration record of step t: values before the step, and what the step did."""
+    def _pb_norm2(self):
+        pb = self._pb_norm2_dev()
+        return None if pb is None else to_numpy(pb)
+
+    def _record_row(self, ev, new, nsw):
+        """Per-iteration record of a step, kept on the device: (B, 7) values before / of the step.
+
+        Columns: objective, fit, ``||T_t - T_{t-1}||_F``, switches made by the step,
+        index, norm and ``||P_S u||`` of the latest re-initialised column.
+        """
         xp = self.xp
         U2, c2 = new[0], new[1]
         s_old = self.weights()
@@ -513,30 +744,23 @@ class _Run:
         w = xp.concatenate([s_new, -s_old], axis=-1)
         G = W.swapaxes(-1, -2) @ W
         change = xp.sqrt(xp.maximum(xp.sum(w[:, :, None] * G**self.p.order * w[:, None, :], axis=(-1, -2)), 0))
-        idx = xp.asarray(self.fresh)
         ar = xp.arange(self.B)
-        fresh_u = self.U[ar, :, idx]  # (B, d)
-        rec_f, rec_fit, rec_ch = to_numpy(f), to_numpy(fit), to_numpy(change)
-        rec_sw = np.zeros(self.B, dtype=int) if nsw is None else to_numpy(nsw)
-        fresh_norm = to_numpy(xp.sqrt(xp.sum(fresh_u * fresh_u, axis=-1)))
+        fresh_u = self.U[ar, :, self._fresh_dev]  # (B, d)
+        fresh_norm = xp.sqrt(xp.sum(fresh_u * fresh_u, axis=-1))
         if self.basis is not None:
             proj = (self.basis.swapaxes(-1, -2) @ fresh_u[:, :, None])[:, :, 0]
-            fresh_ps = to_numpy(xp.sqrt(xp.sum(proj * proj, axis=-1)))
+            fresh_ps = xp.sqrt(xp.sum(proj * proj, axis=-1))
         else:
-            fresh_ps = None
-        n2 = to_numpy(self.tgt.norm2 * xp.ones(self.B))
-        for b in range(self.B):
-            self.hist[b]["iterations"].append({
-                "epoch": k, "iteration": t, "objective": float(rec_f[b]), "fit": float(rec_fit[b]),
-                "rel_error": math.sqrt(max(2 * rec_fit[b], 0) / n2[b]), "step_change": float(rec_ch[b]),
-                "fresh_index": int(self.fresh[b]), "fresh_norm": float(fresh_norm[b]),
-                "fresh_ps_norm": None if fresh_ps is None else float(fresh_ps[b]),
-                "n_switches": int(rec_sw[b])})
+            fresh_ps = xp.zeros(self.B, dtype=self.dtype)
+        sw = xp.zeros(self.B, dtype=self.dtype) if nsw is None else nsw.astype(self.dtype)
+        return xp.stack([ev[0].astype(self.dtype), ev[1].astype(self.dtype), change.astype(self.dtype), sw,
+                         self._fresh_dev.astype(self.dtype), fresh_norm, fresh_ps], axis=-1)
 
-    def _check_divergence(self, new, ev_new, ev_old, f_ref, k, t):
-        """Catch NaN/inf or a blow-up of the objective in the iteration it happens."""
+    def _check_divergence(self, new, ev_new, ev_old, k, t, snap=None):
+        """Host check of one iteration (in a replay): NaN/inf or a blow-up of the objective."""
         f2 = to_numpy(ev_new[0])
-        ok = f2 <= self.blowup * f_ref  # False for NaN and inf too
+        thr = to_numpy(self._thr)
+        ok = f2 <= thr  # False for NaN and inf too
         if ok.all():
             return new, ev_new
         bad = ~ok & self.active
@@ -544,22 +768,143 @@ class _Run:
             return new, ev_new
         if self.divergence == "raise":
             b = int(np.flatnonzero(bad)[0])
+            eta2 = min(self.p.eta / 4, default_params(self.p.d, self.p.order, self.p.m, self.p.target_norm,
+                                                      epochs=self.p.epochs).eta)
+            last = self.state_numpy(b)
+            state, back = self._stable_state(b, eta2, snap, t)
             raise DivergenceError(
                 f"Algorithm 1 diverged in epoch {k}, iteration {t} (trial {b}): the objective became "
-                f"{f2[b]:.3g} (reference {f_ref[b]:.3g}) with eta={self.p.eta:g}. Try eta={self.p.eta / 4:g} "
-                "or a smaller delta.",
-                epoch=k, iteration=t, state=self.state_numpy(b), suggested_eta=self.p.eta / 4)
+                f"{f2[b]:.3g} (reference {thr[b] / self.blowup:.3g}) with eta={self.p.eta:g}. Try eta={eta2:g} "
+                "(from exc.state) or a smaller delta.",
+                epoch=k, iteration=t, state=state, suggested_eta=eta2, last_finite_state=last,
+                state_iteration=back)
         # "freeze": keep the last finite state of the diverged trials and stop updating them
         xp = self.xp
         keep = xp.asarray(bad)
         U2, c2, chat2, sw2 = new
         new_state = (xp.where(keep[:, None, None], self.U, U2), xp.where(keep[:, None], self.c, c2),
                      xp.where(keep[:, None], self.chat, chat2), xp.where(keep[:, None], self.switched, sw2))
-        self.active = self.active & ~bad
+        self._set_active(self.active & ~bad)
         for b in np.flatnonzero(bad):
             self.hist[b]["diverged_at"] = (k, t)
         # the frozen trials are back at their last finite state: evaluate the mixed state afresh
         return new_state, self.evaluate(*new_state[:3])
+
+    #: Steps with the suggested eta that a state offered by DivergenceError must survive.
+    STABLE_PROBE = 64
+
+    def _stable_state(self, b, eta2, snap, t):
+        """A state of trial ``b`` from which ``STABLE_PROBE`` steps with ``eta2`` stay finite and bounded.
+
+        Candidates, newest first: the last finite state (iteration ``t - 1``), the
+        last checked state (``snap``, up to ``check_every`` iterations back) and the
+        state right after this epoch's re-initialisation.  Returns the state (NumPy
+        arrays) and the iteration it is from (0 = start of the epoch).
+        """
+        cands = [(t - 1, (self.U, self.c, self.chat, self.switched))]
+        if snap is not None and snap[0] < t - 1:
+            cands.append((snap[0], snap[1:5]))
+        if getattr(self, "_epoch_start", None) is not None:
+            cands.append((0, self._epoch_start))
+        keep = (self.U, self.c, self.chat, self.switched, self.p)
+        chosen = None
+        try:
+            self.p = replace(self.p, eta=eta2)
+            for it, st in cands:
+                self.U, self.c, self.chat, self.switched = st
+                ev = self.evaluate()
+                ok = True
+                for _ in range(self.STABLE_PROBE):
+                    _, new, ev = self.step(ev)
+                    self.U, self.c, self.chat, self.switched = new
+                    if not float(to_numpy(ev[0])[b]) <= float(to_numpy(self._thr)[b]):
+                        ok = False
+                        break
+                if ok:
+                    chosen = (it, st)
+                    break
+        finally:
+            self.U, self.c, self.chat, self.switched, self.p = keep
+        it, st = chosen if chosen is not None else cands[-1]
+        arrs = dict(zip(("U", "c", "chat", "switched"), st))
+        out = {k: np.array(to_numpy(v[b]), copy=True) for k, v in arrs.items()}
+        out["a"] = np.array(to_numpy(self.a[b]), copy=True)
+        return {k: out[k] for k in ("U", "a", "c", "chat", "switched")}, it
+
+
+def _make_fused(xp, l, eta, lam):
+    """The element-wise chains of :meth:`_Run.evaluate` (m side) as four ``cupy.fuse`` kernels.
+
+    Each repeats the NumPy code's operations in its order (``eta * l * s`` is
+    ``(eta l) s`` there too), so the two paths differ only by the device's rounding.
+    """
+
+    def pw(x, k):
+        if k == 0:
+            return x * 0.0 + 1.0
+        out = x
+        if k >= 2:
+            out = x * x
+            for _ in range(k - 2):
+                out = out * x
+        return out
+
+    el = eta * l
+    sq = math.sqrt(eta * l)
+    inv = 1.0 / (eta * l)
+
+    def vec(a, c, chat, nrm, n2):
+        s = a * pw(c, l - 2)
+        h = pw(chat, l - 2) * pw(nrm, l - 2)
+        h1 = h * (el * lam)
+        h1 = h1 - 1.0
+        return s, h * n2, s * sq, h1, el * s
+
+    def mform(G, kc, kr):
+        M = pw(G, l - 1) if l > 2 else G * 1.0
+        return M * kc * kr
+
+    def qform(A, wc, er):
+        Q = pw(A, l - 1) if l > 2 else A * 1.0
+        return Q * wc * er
+
+    def fin(model2, cross, norm2, reg):
+        fit = 0.5 * (model2 * inv - 2.0 * (cross * inv) + norm2)
+        return fit + reg, fit
+
+    return tuple(xp.fuse(f) for f in (vec, mform, qform, fin))
+
+
+def _make_badk(xp):
+    """``acc | ~(f <= thr)`` (one fused kernel on CuPy): a trial's objective not below its threshold."""
+
+    def badk(acc, f, thr):
+        return acc | ~(f <= thr)
+
+    return badk if xp is np else xp.fuse(badk)
+
+
+def _make_post(xp, mode_switch, thr, factor):
+    """The element-wise tail of a step as one function (``cupy.fuse``-d on CuPy).
+
+    ``(nrm, ||u'||^2, c, chat, switched) -> (||u'||, c', chat', switched', switched now)``;
+    the operations are those of the unfused NumPy code, in the same order.
+    """
+
+    def post(nrm, n2new, c, chat, switched):
+        nrm2 = xp.sqrt(n2new)
+        ratio = nrm / nrm2
+        c2 = c * ratio
+        chat2 = chat * ratio
+        if not mode_switch:
+            return nrm2, c2, chat2, switched, switched & False
+        sw = (~switched) & (nrm <= thr) & (nrm2 > thr)
+        c2 = xp.where(sw, c2 / factor, c2)
+        return nrm2, c2, chat2, switched | sw, sw
+
+    if xp is np:
+        return post
+    return xp.fuse(post)
 
 
 def _empty_history():
@@ -889,12 +1234,14 @@ def _check_init_state(st, d, m):
 
 
 def _collect(run, return_numpy, seeds):
+    """One :class:`Result` per trial, from one device->host copy of the whole state."""
     out = []
-    st = run.state_numpy()
-    s_all = run.weights()
+    st = run.state_numpy(weights=True)
+    s_host = st.pop("weights")
+    s_all = s_host if return_numpy else run.weights()
     for b in range(run.B):
         if return_numpy:
-            model = SymCP(to_numpy(s_all)[b], st["U"][b], run.p.order)
+            model = SymCP(s_all[b], st["U"][b], run.p.order)
         else:
             model = SymCP(s_all[b], run.U[b], run.p.order)
         out.append(Result(model=model, history=run.hist[b], params=run.p,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import get_backend, xp_of
+from ._backend import asarray_on, get_backend, on_common, xp_of
 from ._tensor import SymCP, _contract_dense, check_target
 from ._validate import check_float
 
@@ -72,14 +72,15 @@ def make_target_operator(target, backend="numpy", dtype=np.float64):
 
 
 def _as_operator(target, like):
+    """The target in its internal form, on the side of ``like`` (see the conversion rule in ``_backend``)."""
     if isinstance(target, (FactoredTarget, DenseTarget)):
         return target
     xp = xp_of(like)
     target = check_target(target)
     if isinstance(target, SymCP):
-        return FactoredTarget(xp.asarray(target.factors, like.dtype), xp.asarray(target.weights, like.dtype),
+        return FactoredTarget(asarray_on(xp, target.factors, like.dtype), asarray_on(xp, target.weights, like.dtype),
                               target.order)
-    return DenseTarget(xp.asarray(target, like.dtype))
+    return DenseTarget(asarray_on(xp, target, like.dtype))
 
 
 def _ipow(x, k):
@@ -150,9 +151,8 @@ def fit_objective(U, s, target, *, grad=False):
     grad : bool
         Also return ``(grad_U, grad_s)``.
     """
-    xp = xp_of(U)
-    U = xp.asarray(U)
-    s = xp.asarray(s, dtype=U.dtype)
+    xp, U, s = on_common(U, s)
+    s = s.astype(U.dtype, copy=False)
     tgt = _as_operator(target, U)
     _check_shapes(U, tgt.order, tgt.d, ("s", s))
     f, gU, gs, _ = fit_terms(U, s, tgt, need_grad_s=grad)
@@ -186,9 +186,8 @@ def objective(U, C, Chat, A, target, lam, *, grad=False):
         Also return the gradient in ``U``.
     """
     lam = check_float("lam", lam, nonnegative=True)
-    xp = xp_of(U)
-    U = xp.asarray(U)
-    C, Chat, A = (xp.asarray(v, dtype=U.dtype) for v in (C, Chat, A))
+    xp, U, C, Chat, A = on_common(U, C, Chat, A)
+    C, Chat, A = (v.astype(U.dtype, copy=False) for v in (C, Chat, A))
     tgt = _as_operator(target, U)
     _check_shapes(U, tgt.order, tgt.d, ("C", C), ("Chat", Chat), ("A", A))
     l = tgt.order

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ._backend import to_numpy, xp_of
+from ._backend import on_common, to_numpy, xp_of
 from ._validate import as_rng, check_int, check_order, check_vector
 
 __all__ = [
@@ -62,9 +62,7 @@ class SymCP:
 
     def __init__(self, weights, factors, order):
         self.order = check_order(order)
-        xp = xp_of(factors)
-        factors = xp.asarray(factors)
-        weights = xp.asarray(weights)
+        xp, factors, weights = on_common(factors, weights)
         if factors.ndim != 2:
             raise ValueError(f"factors must be a 2-D array of shape (d, m), got shape {factors.shape}")
         if weights.ndim != 1 or weights.shape[0] != factors.shape[1]:
@@ -105,7 +103,8 @@ class SymCP:
     def gram(self, other=None):
         """Matrix of inner products ``(u_i . x_j)`` with another SymCP's factors."""
         other = self if other is None else other
-        return self.factors.T @ other.factors
+        _, F, X = on_common(self.factors, other.factors)
+        return F.T @ X
 
     def inner(self, other):
         """Frobenius inner product with another SymCP or a dense symmetric array."""
@@ -129,9 +128,8 @@ class SymCP:
         if not isinstance(other, SymCP):
             return NotImplemented
         _check_compatible(self, other)
-        xp = xp_of(self.factors)
-        return SymCP(xp.concatenate([self.weights, other.weights]),
-                     xp.concatenate([self.factors, other.factors], axis=1), self.order)
+        xp, w1, w2, f1, f2 = on_common(self.weights, other.weights, self.factors, other.factors)
+        return SymCP(xp.concatenate([w1, w2]), xp.concatenate([f1, f2], axis=1), self.order)
 
     def __sub__(self, other):
         if not isinstance(other, SymCP):
@@ -147,8 +145,9 @@ class SymCP:
 
     def contract(self, U):
         """``T(., u_j, ..., u_j)`` for every column ``u_j`` of ``U``: shape (d, n)."""
-        A = self.factors.T @ U
-        return self.factors @ (self.weights[:, None] * A ** (self.order - 1))
+        _, F, w, U = on_common(self.factors, self.weights, U)
+        A = F.T @ U
+        return F @ (w[:, None] * A ** (self.order - 1))
 
     def to_numpy(self):
         """A copy whose arrays are NumPy arrays (from CuPy if needed)."""
@@ -261,7 +260,7 @@ def _contract_dense(T, U, *, block_bytes=64 * 2**20):
     Columns are processed in blocks so that the largest temporary,
     ``d^(l-1) x block``, stays under ``block_bytes``.
     """
-    xp = xp_of(T)
+    xp, T, U = on_common(T, U)
     d, l = T.shape[0], T.ndim
     n = U.shape[1]
     out = xp.empty((d, n), dtype=np.result_type(T.dtype, U.dtype))
@@ -286,21 +285,22 @@ def inner(a, b):
     a_cp, b_cp = isinstance(a, SymCP), isinstance(b, SymCP)
     if a_cp and b_cp:
         _check_compatible(a, b)
-        G = a.factors.T @ b.factors
-        return float(a.weights @ (G ** a.order) @ b.weights)
+        _, fa, wa, fb, wb = on_common(a.factors, a.weights, b.factors, b.weights)
+        G = fa.T @ fb
+        return float(wa @ (G ** a.order) @ wb)
     if not a_cp and not b_cp:
         a, b = check_target(a, name="a"), check_target(b, name="b")
         if a.shape != b.shape:
             raise ValueError(f"dense tensors have different shapes: {a.shape} and {b.shape}")
-        xp = xp_of(a)
+        xp, a, b = on_common(a, b)
         return float(xp.sum(a * b))
     cp, dense = (a, b) if a_cp else (b, a)
     dense = check_target(dense, name="dense tensor")
     if dense.shape != cp.shape:
         raise ValueError(f"shapes differ: SymCP of shape {cp.shape} and dense array of shape {dense.shape}")
     R = _contract_dense(dense, cp.factors)
-    xp = xp_of(R)
-    return float(xp.sum(cp.weights * xp.sum(cp.factors * R, axis=0)))
+    xp, w, F, R = on_common(cp.weights, cp.factors, R)
+    return float(xp.sum(w * xp.sum(F * R, axis=0)))
 
 
 def norm(T):
@@ -324,7 +324,7 @@ def rel_error(model, target):
         raise ValueError("target has zero norm; the relative error is undefined")
     if not isinstance(model, SymCP) and not isinstance(target, SymCP):
         m, t = check_target(model, name="model"), check_target(target)
-        xp = xp_of(m)
+        xp, m, t = on_common(m, t)
         return float(xp.sqrt(xp.sum((m - t) ** 2)) / math.sqrt(tn2))
     d2 = inner(model, model) - 2 * inner(model, target) + tn2
     return math.sqrt(max(d2, 0.0) / tn2)

@@ -33,9 +33,11 @@ def test_homogeneity_invariants_and_switches(order, seed, m):
     switches_since_init = np.zeros(m, dtype=int)
     for _epoch in range(p.epochs):
         nrm = np.linalg.norm(run.U[0], axis=0)
-        smallest = np.flatnonzero(nrm == nrm.min())
+        # the smallest norm, ties (within a relative 1e-12, far above the ulps in which two summation
+        # orders differ) going to the lowest index: see _Run._reinit_index
+        smallest = np.flatnonzero(nrm <= nrm.min() * (1 + 1e-12))
         j = run.reinit()[0]
-        assert j in smallest
+        assert j == smallest[0]
         switches_since_init[j] = 0
         assert np.linalg.norm(run.U[0][:, j]) == pytest.approx(p.delta)
         ev = run.evaluate()
