@@ -158,7 +158,8 @@ def activation_population_loss(U, s, target, activation, *, kmax=None):
     :func:`hermite_coefficients`; ``"power"`` and ``"hermite"`` are ``l``-homogeneous
     and ReLU 1-homogeneous, so ``sigma(u.x) = ||u||^q sum_k c_k h_k(u.x/||u||)`` and
 
-        1/2 E(f - y)^2 = sum_k 1/2 c_k^2 || sum_i s_i ||u_i||^q ubar_i^{(x) k} - sum_j b_j ||v_j||^q vbar_j^{(x) k} ||^2 .
+        1/2 E(f - y)^2 = sum_k 1/2 c_k^2 || sum_i s_i ||u_i||^q ubar_i^{(x) k}
+                                          - sum_j b_j ||v_j||^q vbar_j^{(x) k} ||^2 .
 
     Parameters
     ----------
@@ -277,7 +278,10 @@ def network_output(X, U, s, order, *, power=None):
 
 
 def teacher_output(X, target):
-    """The teacher ``y(x) = sum_j b_j ||v_j||^l h_l(v_j.x/||v_j||)`` of a SymCP target (unit ``v_j``: ``sum_j b_j h_l(v_j.x)``)."""
+    """The teacher ``y(x) = sum_j b_j ||v_j||^l h_l(v_j.x/||v_j||)`` of a SymCP target.
+
+    For unit ``v_j`` this is ``sum_j b_j h_l(v_j.x)``.  ``X`` of shape (n, d) or (B, n, d).
+    """
     target = check_target(target)
     if not isinstance(target, SymCP):
         raise TypeError("target must be a SymCP (a teacher is a sum of Hermite neurons)")
@@ -303,7 +307,8 @@ def _loss_grad(X, y, U, s, order, power, radial):
     g_tan = xp.sum(Rh * z, axis=-2)  # sum_k res_k h'_ki z_ki
     g_rad = xp.sum(res[..., :, None] * h, axis=-2)  # sum_k res_k h_ki
     sr = s * r ** (power - 1) / n
-    gU = W * sr[..., None, :] + U * (s * (radial * r ** (power - 2) * g_rad - r ** (power - 2) * g_tan) / n)[..., None, :]
+    rad = s * r ** (power - 2) * (radial * g_rad - g_tan) / n
+    gU = W * sr[..., None, :] + U * rad[..., None, :]
     gs = g_rad * r**power / n
     return loss, res, gU, gs
 
@@ -348,8 +353,9 @@ def population_loss(U, s, target, *, power=None):
     s = xp.asarray(s, dtype=U.dtype)
     l = target.order if isinstance(target, SymCP) else target.ndim
     power = l if power is None else check_int("power", power, minimum=0)
-    if isinstance(target, SymCP) and not np.allclose(np.linalg.norm(target.factors, axis=0), 1.0, rtol=1e-10):
-        raise ValueError("population_loss needs unit-norm teacher directions (the Hermite identity holds for unit u, v)")
+    if isinstance(target, SymCP) and not np.allclose(np.linalg.norm(to_numpy(target.factors), axis=0), 1.0, rtol=1e-10):
+        raise ValueError("population_loss needs unit-norm teacher directions "
+                         "(the Hermite identity holds for unit u, v)")
     r = xp.sqrt(xp.sum(U * U, axis=-2))
     return fit_objective(U, s * r ** (power - l), target)
 
@@ -580,15 +586,15 @@ def train_student(target, m, n, *, regime, epochs, eta=None, scale=None, lam=Non
     scale = check_float("scale", _DEFAULTS[regime]["scale"] if scale is None else scale, positive=True)
     lam = check_float("lam", _DEFAULTS[regime]["lam"] if lam is None else lam, nonnegative=True)
     eta = check_float("eta", eta, positive=True, allow_none=True)
-    if not np.allclose(np.linalg.norm(target.factors, axis=0), 1.0, rtol=1e-10):
+    V_host, b_host = np.asarray(to_numpy(target.factors), float), np.asarray(to_numpy(target.weights), float)
+    if not np.allclose(np.linalg.norm(V_host, axis=0), 1.0, rtol=1e-10):
         raise ValueError("the teacher's directions must have unit norm")
     be = get_backend(backend)
     xp = be.xp
     d, l = target.d, target.order
     power = 2 if regime == "algorithm1" else l
     radial = l if regime == "algorithm1" else power
-    tn = float(np.sqrt(np.sum(np.asarray(target.weights)[:, None] * (target.factors.T @ target.factors) ** l
-                              * np.asarray(target.weights)[None, :])))
+    tn = float(np.sqrt(b_host @ (V_host.T @ V_host) ** l @ b_host))  # ||T*||_F
     if regime == "algorithm1":
         lam = lam * tn
         reinit_every = reinit_every or max(1, epochs // 10)
@@ -609,7 +615,8 @@ def train_student(target, m, n, *, regime, epochs, eta=None, scale=None, lam=Non
         if regime == "lazy":
             eta = _lazy_step(X[0], U[0], s[0], l, loss_scale, be)
         elif regime == "gd":
-            eta = 0.75 / (l**2 * tn)  # a component of weight w has curvature ~ l^2 w <= l^2 ||T*||: ~ 1/3 of 2 / (l^2 w)
+            # a fitted component of weight w has curvature ~ l^2 w <= l^2 ||T*||: a third of the limit 2 / (l^2 w)
+            eta = 0.75 / (l**2 * tn)
         else:
             eta = 0.25 / (l**2 * tn)  # Algorithm 1's default step (tdcore.default_params)
 

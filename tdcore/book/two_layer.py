@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _twolayer as tl
 from .._stats import fit_loglog_slope
-from .._tensor import SymCP, random_target
+from .._tensor import random_target
 from .._validate import check_int, check_int_list, check_seeds
 from .style import PALETTE, legend, method_color, new_ax, plain_log_ticks
 
@@ -273,8 +273,9 @@ def width_sweep(ds, *, ms_lazy, ms_train, n=None, r=2, order=3, eps=0.1, epochs=
 
     ``n`` defaults to ``4 (C(D + l - 1, l) + D)`` for the largest ``D`` of ``ds``: four
     times the number of odd Hermite polynomials of degree <= 3 in D variables
-    (for ``l = 3``), so that samples never limit the linear NTK student.  The lazy student is the exact linearised fit (the limit of lazy training,
-    checked against trained lazy students in the training-curve experiment); ``"gd"`` and
+    (for ``l = 3``), so that samples never limit the linear NTK student.  The lazy
+    student is the exact linearised fit (the limit of lazy training, checked against
+    trained lazy students in the training-curve experiment); ``"gd"`` and
     ``"algorithm1"`` are trained for ``epochs`` full-batch epochs.
     """
     ds = check_int_list("ds", ds, minimum=2)
