@@ -468,7 +468,7 @@ def plot_samples(sweep, *, ax=None):
 # --------------------------------------------------------------------------- explorer
 
 
-def explore_student(*, ax=None, d=8, m=8, log2_n=10, regime="algorithm1", epochs=200, seed=0):
+def explore_student(*, ax=None, d=8, m=8, log2_n=10, regime="algorithm1", epochs=400, seed=0):
     """Explorer callback: test error against epochs of one student (r = 2 teacher, l = 3).
 
     The lazy regime also draws its exact linearised (NTK) fit as a dashed line.
@@ -479,7 +479,8 @@ def explore_student(*, ax=None, d=8, m=8, log2_n=10, regime="algorithm1", epochs
     if regime == "lazy" and m % 2:
         m += 1
     T = random_target(d, 2, 3, seed=seed)
-    res = tl.train_student(T, m, n, regime=regime, epochs=epochs, seeds=(seed,), n_test=2000)
+    res = tl.train_student(T, m, n, regime=regime, epochs=epochs, seeds=(seed,), n_test=2000,
+                           record_every=max(1, epochs // 100))
     ax.plot(np.maximum(res.epochs, 0.5), res.test_error[0], color=regime_color(regime), label="test error")
     ax.plot(np.maximum(res.epochs, 0.5), res.tensor_error[0], ":", color=regime_color(regime),
             label=r"$\|T - T^*\| / \|T^*\|$ ($n = \infty$)")
