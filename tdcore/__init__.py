@@ -12,6 +12,8 @@ The core library, by concern (each module documents its part):
   gradient dynamics (``_dynamics``: plain GD, the 2-homogeneous GD, the
   deflation flow);
 * lazy training (``_lazy``: the NTK kernel, the exact lazy fit, dimension counts);
+* two-layer networks on Gaussian inputs (``_twolayer``: Hermite activations,
+  the empirical loss in O(n m d), the three training regimes of the book);
 * statistics (``_stats``: the one line fit, first-hit times, success rates);
 * backends (``_backend``: NumPy, or CuPy on a GPU).
 
@@ -30,6 +32,7 @@ from ._refine import decompose, precise_rel_error, refine
 from ._stats import epochs_to_accuracy, fit_line, fit_loglog_slope, success_rate, time_to_accuracy
 from ._tensor import (SymCP, check_target, inner, is_symmetric, norm, random_target, rel_error, subspace_basis,
                       symmetrize)
+from ._twolayer import empirical_loss, hermite, train_student
 
 __all__ = [
     # tensors and measurements
@@ -45,6 +48,8 @@ __all__ = [
     "deflation_flow",
     # lazy training
     "sym_dim", "lazy_kernel", "lazy_fit", "lazy_threshold_sweep",
+    # two-layer networks
+    "hermite", "empirical_loss", "train_student",
     # statistics
     "fit_line", "fit_loglog_slope", "time_to_accuracy", "epochs_to_accuracy", "success_rate",
     # backends
