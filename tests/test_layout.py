@@ -76,8 +76,10 @@ def test_no_module_is_too_long():
 
 
 def test_book_modules_are_not_imported_by_the_core():
+    # tdcore.sweep runs the book's full-size sweeps and the CLI drives it: both sit above the two layers
+    above = {PKG / "sweep", PKG / "__main__.py"}
     for p in PKG.rglob("*.py"):
-        if BOOK in p.parents:
+        if BOOK in p.parents or p in above or above & set(p.parents):
             continue
         tree = ast.parse(p.read_text())
         for node in ast.walk(tree):
