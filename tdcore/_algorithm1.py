@@ -45,6 +45,7 @@ __all__ = [
     "CheckpointError",
     "estimate_memory",
     "target_fingerprint",
+    "history_path",
 ]
 
 
@@ -640,10 +641,102 @@ def _checksum(meta_json, st):
     return h.hexdigest()
 
 
+_CHAIN0 = "0" * 64
+
+
+def history_path(checkpoint):
+    """The history log that goes with a checkpoint file: ``checkpoint + ".history"``."""
+    return os.fspath(checkpoint) + ".history"
+
+
+def _chain(prev, line):
+    return hashlib.sha256(prev.encode() + line).hexdigest()
+
+
+def _append_history(path, run):
+    """Append the epochs not yet logged to the checkpoint's history log; return the log's new position.
+
+    The log holds one JSON line per epoch (its per-epoch values, its iteration
+    records and the keys that are not per-epoch, such as ``stopped_at``), so each
+    save writes only what is new: the cost is linear in the run, not quadratic.
+    Bytes past the last committed position (from a kill between this append and
+    the checkpoint's rename) are overwritten.  A hash chain over the lines, kept in
+    the checkpoint, detects any edit or truncation of the log.
+    """
+    log = getattr(run, "ck_log", None)
+    fresh = log is None
+    if fresh:
+        log = {"epochs": 0, "iters": 0, "bytes": 0, "chain": _CHAIN0}
+    h = run.hist[0]
+    its = h["iterations"]
+    extra = {k: v for k, v in h.items() if k not in _EPOCH_KEYS and k not in ("iterations", "polish")}
+    chain, data, i = log["chain"], [], log["iters"]
+    for e in range(log["epochs"], run.epoch):
+        j = i
+        while j < len(its) and its[j]["epoch"] <= e + 1:
+            j += 1
+        rec = {"values": {k: h[k][e] for k in _EPOCH_KEYS}, "iterations": its[i:j],
+               "extra": extra if e == run.epoch - 1 else {}}
+        line = (json.dumps(rec, default=_json_default, sort_keys=True) + "\n").encode()
+        chain = _chain(chain, line)
+        data.append(line)
+        i = j
+    blob = b"".join(data)
+    fd = os.open(history_path(path), os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o666)
+    with os.fdopen(fd, "r+b") as fh:
+        fh.seek(log["bytes"])
+        fh.write(blob)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"epochs": run.epoch, "iters": i, "bytes": log["bytes"] + len(blob), "chain": chain}
+
+
+def _read_history(path, log):
+    """The history recorded in a checkpoint's log, verified against the chain hash ``log`` holds."""
+    bad = f"history log {history_path(path)!r} of checkpoint {os.fspath(path)!r}"
+    hint = "Delete both files, or pass resume=False to start afresh and overwrite them."
+    if not (isinstance(log, dict) and all(isinstance(log.get(k), int) and not isinstance(log.get(k), bool)
+                                          and log.get(k) >= 0 for k in ("epochs", "iters", "bytes"))
+            and isinstance(log.get("chain"), str)):
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} has no valid history-log record. {hint}")
+    try:
+        with open(history_path(path), "rb") as fh:
+            blob = fh.read(log["bytes"])
+    except OSError as exc:
+        raise CheckpointError(f"{bad} cannot be read ({exc.strerror or exc}). {hint}") from exc
+    if len(blob) != log["bytes"]:
+        raise CheckpointError(f"{bad} is truncated: {len(blob)} bytes, the checkpoint recorded {log['bytes']}. "
+                              f"{hint}")
+    lines = blob.splitlines(keepends=True)
+    chain = _CHAIN0
+    for line in lines:
+        chain = _chain(chain, line)
+    if chain != log["chain"] or len(lines) != log["epochs"]:
+        raise CheckpointError(f"{bad} was modified or corrupted: its hash chain does not match the checkpoint. "
+                              f"{hint}")
+    hist = _empty_history()
+    for line in lines:
+        rec = json.loads(line)
+        for k, v in rec["values"].items():
+            hist[k].append(v)
+        hist["iterations"] += rec["iterations"]
+        hist.update(rec["extra"])
+    if len(hist["iterations"]) != log["iters"]:
+        raise CheckpointError(f"{bad} holds {len(hist['iterations'])} iteration records, the checkpoint "
+                              f"recorded {log['iters']}. {hint}")
+    return hist
+
+
 def _save_checkpoint(path, run, t0, finished=False):
-    """Write the run's state atomically (temporary file, fsync, rename): a kill leaves the old file."""
+    """Write the run's state atomically (temporary file, fsync, rename): a kill leaves the old file.
+
+    The history goes to the append-only log :func:`history_path` first; the
+    checkpoint then commits how much of it is valid.
+    """
     st = run.state_numpy()
     info = getattr(run, "ck_info", {})
+    log = _append_history(path, run)
     meta = {
         "format": CHECKPOINT_FORMAT,
         "tdcore_version": _tdcore_version(),
@@ -653,7 +746,7 @@ def _save_checkpoint(path, run, t0, finished=False):
         "epoch": run.epoch,
         "finished": bool(finished),
         "rng": [r.bit_generator.state for r in run.rngs],
-        "history": run.hist,
+        "history_log": log,
         "active": run.active.tolist(),
         "fresh": run.fresh.tolist(),
         "elapsed": time.perf_counter() - t0,
@@ -662,6 +755,7 @@ def _save_checkpoint(path, run, t0, finished=False):
     meta_json = json.dumps(meta, default=_json_default, sort_keys=True)
     checksum = _checksum(meta_json, st)
     atomic_write(path, lambda fh: np.savez(fh, meta=np.array(meta_json), checksum=np.array(checksum), **st))
+    run.ck_log = log
 
 
 def _json_default(o):
@@ -745,10 +839,13 @@ def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint):
             raise CheckpointError(f"{bad}: state {k} has shape {st[k].shape}, expected {shp}. {hint}")
         if k != "switched" and not np.all(np.isfinite(st[k])):
             raise CheckpointError(f"{bad}: state {k} contains NaN or infinite entries. {hint}")
-    hist = meta.get("history")
-    if not (isinstance(hist, list) and len(hist) == 1 and isinstance(hist[0], dict)
-            and all(isinstance(hist[0].get(k), list) and len(hist[0][k]) == epoch for k in _EPOCH_KEYS)):
+    log = meta.get("history_log")
+    if not isinstance(log, dict) or log.get("epochs") != epoch:
+        raise CheckpointError(f"{bad}: its history log record does not hold {epoch} epochs. {hint}")
+    hist = _read_history(path, log)
+    if not all(len(hist[k]) == epoch for k in _EPOCH_KEYS):  # pragma: no cover - the chain hash matched
         raise CheckpointError(f"{bad}: its history does not hold {epoch} epochs. {hint}")
+    meta["history"] = [hist]
     fresh = meta.get("fresh")
     if not (isinstance(fresh, list) and len(fresh) == 1 and isinstance(fresh[0], int) and 0 <= fresh[0] < p.m):
         raise CheckpointError(f"{bad}: fresh={fresh!r} is not a column index in [0, {p.m}). {hint}")
@@ -1076,6 +1173,7 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         run.load_state(st)
         run.epoch = meta["epoch"]
         run.hist = meta["history"]
+        run.ck_log = meta["history_log"]
         run.fresh = np.array(meta["fresh"], dtype=int)
         t0 -= meta["elapsed"]
         finished = bool(meta.get("finished")) and run.epoch > 0
@@ -1091,7 +1189,11 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         exc.partial = _collect(run, True, [seed])[0]
         raise
     if p.polish and not interrupted:
-        _polish(run, p.polish)
+        try:
+            _polish(run, p.polish)
+        except KeyboardInterrupt:  # keep the (consistent) partly polished state, flagged
+            interrupted = True
+            run.hist[0]["polish_interrupted"] = True
     res = _collect(run, return_numpy, [seed])[0]
     res.interrupted = interrupted
     return res

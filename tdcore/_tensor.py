@@ -312,9 +312,11 @@ def inner(a, b):
         xp = xp_of(a)
         return float(xp.sum(a * b))
     cp, dense = (a, b) if a_cp else (b, a)
-    dense = check_target(dense, name="dense tensor")
+    dname = "b" if a_cp else "a"
+    dense = check_target(dense, name=dname)
     if dense.shape != cp.shape:
-        raise ValueError(f"shapes differ: SymCP of shape {cp.shape} and dense array of shape {dense.shape}")
+        raise ValueError(f"shapes differ: {'a' if a_cp else 'b'} is a SymCP of shape {cp.shape}, {dname} a dense "
+                         f"array of shape {dense.shape}")
     R = _contract_dense(dense, cp.factors)
     xp = xp_of(R)
     return float(xp.sum(cp.weights * xp.sum(cp.factors * R, axis=0)))
