@@ -29,6 +29,10 @@ def _info(args):
 
 def _out_path(out):
     """The file ``--out`` names: ``.npz`` appended when missing (the name that is written and printed)."""
+    import os
+
+    if not out or out.endswith(("/", os.sep)) or os.path.isdir(out):
+        raise ValueError(f"--out={out!r} is a directory, not a file; name the .npz file to write")
     return out if out.endswith(".npz") else out + ".npz"
 
 

@@ -811,6 +811,13 @@ def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint):
     if meta.get("tdcore_version") != _tdcore_version():
         raise CheckpointError(f"{bad} was written by tdcore {meta.get('tdcore_version')}, this is tdcore "
                               f"{_tdcore_version()}: a resumed run would mix two versions. {hint}")
+    if meta.get("seed") != _seed_record(seed):
+        raise CheckpointError(f"{bad} was written with seed={meta.get('seed')!r}, this run has "
+                              f"seed={_seed_record(seed)!r}: resuming would mix two runs. {hint}")
+    if meta.get("target_fingerprint") != fingerprint:
+        raise CheckpointError(f"{bad} was written for a different target (fingerprint "
+                              f"{str(meta.get('target_fingerprint'))[:12]}..., this target {fingerprint[:12]}...): "
+                              f"resuming would mix two runs. {hint}")
     try:
         saved = Params(**meta["params"])
     except (TypeError, KeyError) as exc:
@@ -820,13 +827,6 @@ def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint):
                          if v != getattr(p, k))
         raise CheckpointError(f"{bad} was written with different parameters ({diff}):\n  saved: {saved}\n"
                               f"  now:   {p}\n{hint}")
-    if meta.get("seed") != _seed_record(seed):
-        raise CheckpointError(f"{bad} was written with seed={meta.get('seed')!r}, this run has "
-                              f"seed={_seed_record(seed)!r}: resuming would mix two runs. {hint}")
-    if meta.get("target_fingerprint") != fingerprint:
-        raise CheckpointError(f"{bad} was written for a different target (fingerprint "
-                              f"{str(meta.get('target_fingerprint'))[:12]}..., this target {fingerprint[:12]}...): "
-                              f"resuming would mix two runs. {hint}")
     if meta.get("dtype") != str(np.dtype(dtype)):
         raise CheckpointError(f"{bad} used dtype {meta.get('dtype')}, this run {np.dtype(dtype)}. {hint}")
     # structure (a checkpoint written by this code always passes; this guards hand-made files)

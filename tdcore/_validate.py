@@ -307,7 +307,8 @@ def atomic_write(path, write):
 
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    base = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=d)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -329,3 +330,30 @@ def atomic_write(path, write):
             os.close(dfd)
     except OSError:  # pragma: no cover - directories cannot be opened on some platforms
         pass
+    _remove_stale_temps(d, base)
+
+
+def _remove_stale_temps(d, base):
+    """Remove temporary files of ``base`` left by writers that were killed (their process is gone)."""
+    import os
+
+    prefix = f".{base}."
+    try:
+        names = [n for n in os.listdir(d) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:  # pragma: no cover
+        return
+    for n in names:
+        pid = n[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that writer is alive
+        except ProcessLookupError:
+            pass
+        except OSError:  # alive, owned by someone else
+            continue
+        try:
+            os.unlink(os.path.join(d, n))
+        except OSError:  # pragma: no cover
+            pass
