@@ -91,6 +91,10 @@ def _run(args):
                          checkpoint_every=args.checkpoint_every)
     except DivergenceError as exc:
         print(f"diverged: {exc}", file=sys.stderr)
+        part = exc.partial
+        if out and part is not None:  # keep the last finite state, flagged
+            _save(out, part.model, {}, target, part.params, part.history, False, False, diverged=True)
+            print(f"the last finite state is saved in {out} (diverged=True)", file=sys.stderr)
         return 3
     el = time.perf_counter() - t0
     p = res.params
@@ -118,16 +122,24 @@ def _run(args):
             print(f"  refine (Levenberg-Marquardt, beyond the paper): relative error {ref.rel_error:.3g} after "
                   f"{len(ref.history)} iterations, {ref.elapsed:.2f} s{'' if ref.converged else ' (tol not reached)'}")
     if out:
-        _save_result(out, dict(weights=model.weights, factors=model.factors, order=p.order, **extra,
-                               target_weights=target.weights, target_factors=target.factors,
-                               params=json.dumps(p.to_dict()), interrupted=interrupted,
-                               refine_interrupted=refine_interrupted,
-                               history=json.dumps({k: v for k, v in h.items() if k != "iterations"})))
-        print(f"  saved {'partial (interrupted) ' if interrupted else ''}model and history to {out}", flush=True)
+        try:
+            _save(out, model, extra, target, p, h, interrupted, refine_interrupted)
+        except KeyboardInterrupt:  # arrived during the write, held off until it was complete
+            interrupted = True
+        print(f"  saved {'partial (interrupted) ' if res.interrupted or refine_interrupted else ''}model and "
+              f"history to {out}", flush=True)
     if interrupted:
-        print("interrupted (Ctrl-C)" + (f"; the partial result is in {out}" if out else ""), file=sys.stderr)
+        print("interrupted (Ctrl-C)" + (f"; the result is in {out}" if out else ""), file=sys.stderr)
         return 130
     return 0
+
+
+def _save(out, model, extra, target, p, h, interrupted, refine_interrupted, diverged=False):
+    _save_result(out, dict(weights=model.weights, factors=model.factors, order=p.order, **extra,
+                           target_weights=target.weights, target_factors=target.factors,
+                           params=json.dumps(p.to_dict()), interrupted=interrupted,
+                           refine_interrupted=refine_interrupted, diverged=diverged,
+                           history=json.dumps({k: v for k, v in h.items() if k != "iterations"})))
 
 
 def main(argv=None):

@@ -742,6 +742,7 @@ def _save_checkpoint(path, run, t0, finished=False):
         "tdcore_version": _tdcore_version(),
         "seed": info.get("seed"),
         "target_fingerprint": info.get("target_fingerprint"),
+        "init_state_fingerprint": info.get("init_state_fingerprint"),
         "params": run.p.to_dict(),
         "epoch": run.epoch,
         "finished": bool(finished),
@@ -804,7 +805,17 @@ def _load_checkpoint(path):
     return meta, st
 
 
-def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint):
+def _init_fingerprint(init_state):
+    """SHA-256 of a checked ``init_state`` (None for the random initialisation)."""
+    if init_state is None:
+        return None
+    h = hashlib.sha256()
+    for k in _STATE_KEYS:
+        h.update(np.ascontiguousarray(init_state[k]).tobytes())
+    return h.hexdigest()
+
+
+def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint, init_fp=None):
     """Refuse to resume a checkpoint of another run; say what differs."""
     bad = f"checkpoint {os.fspath(path)!r}"
     hint = "Delete it, or pass resume=False to start afresh and overwrite it."
@@ -818,6 +829,11 @@ def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint):
         raise CheckpointError(f"{bad} was written for a different target (fingerprint "
                               f"{str(meta.get('target_fingerprint'))[:12]}..., this target {fingerprint[:12]}...): "
                               f"resuming would mix two runs. {hint}")
+    if meta.get("init_state_fingerprint") != init_fp:
+        what = {None: "the random initialisation"}
+        raise CheckpointError(f"{bad} was started from {what.get(meta.get('init_state_fingerprint'), 'another init_state')}"
+                              f", this run from {what.get(init_fp, 'an init_state')} that differs: resuming would mix "
+                              f"two runs. {hint}")
     try:
         saved = Params(**meta["params"])
     except (TypeError, KeyError) as exc:
@@ -1155,12 +1171,13 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     loaded = None
     if checkpoint and resume and os.path.exists(checkpoint):
         loaded = _load_checkpoint(checkpoint)
-        _check_checkpoint_matches(checkpoint, *loaded, p, dt, seed, fingerprint)
+        _check_checkpoint_matches(checkpoint, *loaded, p, dt, seed, fingerprint, _init_fingerprint(init_state))
     op, bases = _prepare_targets([target], be, dt)
     basis = None if bases is None else be.asarray(np.stack(bases), dt)
     rng = as_rng(seed)
     run = _Run(op, p, [rng], be, dt, basis=basis, record_every=rec, callback=callback, divergence="raise")
-    run.ck_info = {"seed": _seed_record(seed), "target_fingerprint": fingerprint}
+    run.ck_info = {"seed": _seed_record(seed), "target_fingerprint": fingerprint,
+                   "init_state_fingerprint": _init_fingerprint(init_state) if checkpoint else None}
     t0 = time.perf_counter()
     finished = False
     if loaded is not None:

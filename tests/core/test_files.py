@@ -117,6 +117,18 @@ def test_resume_with_other_parameters_dtype_version_is_refused(ck, monkeypatch):
     _refused(ck, r"written by tdcore 0\.1\.0, this is tdcore 99\.0")
 
 
+def test_resume_with_other_init_state_is_refused(tmp_path, ck):
+    U = np.random.default_rng(1).standard_normal((10, 6))
+    _refused(ck, r"started from the random initialisation, this run from an init_state",
+             init_state={"U": U, "a": np.ones(6)})
+    p = tmp_path / "init.npz"
+    tc.algorithm1(T, 6, checkpoint=p, init_state={"U": U, "a": np.ones(6)}, callback=lambda i: i["epoch"] == 2, **KW)
+    _refused(p, r"started from another init_state", init_state={"U": 2 * U, "a": np.ones(6)})
+    full = tc.algorithm1(T, 6, init_state={"U": U, "a": np.ones(6)}, **KW)
+    res = tc.algorithm1(T, 6, checkpoint=p, init_state={"U": U, "a": np.ones(6)}, **KW)
+    np.testing.assert_array_equal(res.model.factors, full.model.factors)
+
+
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
 
@@ -489,7 +501,7 @@ def test_ctrl_c_during_algorithm1_saves_flagged_partial_result(tmp_path):
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert "Traceback" not in err and "interrupted (Ctrl-C); the partial result is in" in err
+    assert "Traceback" not in err and "interrupted (Ctrl-C); the result is in" in err
     assert "(interrupted)" in out
     with np.load(dest) as z:
         assert bool(z["interrupted"]) and not bool(z["refine_interrupted"])
@@ -550,3 +562,11 @@ def test_ctrl_c_during_refine_in_process(tmp_path, capsys, monkeypatch):
     assert main(CLI + ["--refine", "1e-9", "--out", str(dest)]) == 130
     with np.load(dest) as z:
         assert bool(z["refine_interrupted"])
+
+
+def test_divergence_keeps_the_last_finite_state(tmp_path, capsys):
+    dest = tmp_path / "r.npz"
+    assert main(CLI + ["--eta", "1000", "--out", str(dest)]) == 3
+    assert "diverged" in capsys.readouterr().err
+    with np.load(dest) as z:
+        assert bool(z["diverged"]) and np.all(np.isfinite(z["factors"]))
