@@ -1145,6 +1145,16 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     DivergenceError
         In the iteration where the objective becomes non-finite or grows by
         orders of magnitude; carries the last finite state and a suggested step.
+    TypeError, ValueError
+        Before any work, for an argument of the wrong type or out of range (the
+        message names it), a target of zero norm, or a checkpoint path whose
+        directory is missing or not writable.
+    MemoryError
+        Before any work, when :func:`estimate_memory` exceeds ``max_bytes``.
+    CheckpointError
+        Before any work, for a checkpoint that cannot be resumed (see ``checkpoint``).
+        A ``numpy.random.Generator`` seed is recorded as ``"generator"``: its state
+        is restored from the file, so resuming needs a Generator again.
     KeyboardInterrupt is caught: the partial result is returned with
     ``interrupted=True``.
     """

@@ -168,6 +168,7 @@ class SymCP:
         MemoryError
             When ``d**order`` entries would need more than ``max_bytes`` bytes.
         """
+        max_bytes = check_int("max_bytes", max_bytes, minimum=1)
         itemsize = np.dtype(self.factors.dtype).itemsize
         need = itemsize * self.d ** self.order
         if need > max_bytes:

@@ -105,6 +105,7 @@ CASES = [
     ("normalized zero", ValueError, r"zero norm", lambda: ZERO.normalized()),
     ("to_dense too big", MemoryError, r"to_dense\(\) would allocate .*max_bytes",
      lambda: tc.random_target(2000, 2, 3, seed=0).to_dense()),
+    ("to_dense max_bytes str", TypeError, r"max_bytes must be an integer", lambda: T3.to_dense(max_bytes="1GB")),
     # ---- random_target ------------------------------------------------------------------------------------
     ("random_target d=0", ValueError, r"d must be an integer >= 1", lambda: tc.random_target(0, 2, 3)),
     ("random_target r=0", ValueError, r"r must be an integer >= 1", lambda: tc.random_target(5, 0, 3)),
