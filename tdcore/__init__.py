@@ -22,7 +22,7 @@ Subpackages: :mod:`tdcore.bench` (the benchmark suite), :mod:`tdcore.sweep`
 figures; not imported here, it needs the ``book`` extra).
 """
 
-from ._algorithm1 import DivergenceError, algorithm1, algorithm1_batch, default_params
+from ._algorithm1 import CheckpointError, DivergenceError, algorithm1, algorithm1_batch, default_params, estimate_memory
 from ._backend import backend_info, get_backend, to_numpy
 from ._baselines import cp_als, power_method, refit_weights, tensorly_available
 from ._dynamics import deflation_flow, homogeneous_gd, vanilla_gd
@@ -41,7 +41,8 @@ __all__ = [
     # objectives
     "fit_objective", "vanilla_objective", "objective",
     # Algorithm 1 and refinement
-    "algorithm1", "algorithm1_batch", "default_params", "DivergenceError", "refine", "decompose",
+    "algorithm1", "algorithm1_batch", "default_params", "estimate_memory", "DivergenceError", "CheckpointError",
+    "refine", "decompose",
     "precise_rel_error",
     # baselines and dynamics
     "cp_als", "power_method", "refit_weights", "tensorly_available", "vanilla_gd", "homogeneous_gd",

@@ -27,23 +27,74 @@ def _info(args):
     return 0
 
 
-def _run(args):
-    from ._algorithm1 import DivergenceError, algorithm1
-    from ._tensor import random_target
+def _out_path(out):
+    """The file ``--out`` names: ``.npz`` appended when missing (the name that is written and printed)."""
+    import os
 
-    from ._validate import check_float
+    if not out or out.endswith(("/", os.sep)) or os.path.isdir(out):
+        raise ValueError(f"--out={out!r} is a directory, not a file; name the .npz file to write")
+    return out if out.endswith(".npz") else out + ".npz"
+
+
+def _save_result(path, arrays):
+    """Write the result atomically (temporary file, fsync, rename) with SIGINT held off meanwhile.
+
+    A kill during the write leaves any previous file intact; a Ctrl-C arriving
+    during it is delivered once the file is complete.
+    """
+    import signal
+
+    from ._validate import atomic_write
+
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _run(args):
+    import os
+
+    from ._algorithm1 import DivergenceError, algorithm1, estimate_memory
+    from ._tensor import random_target
+    from ._validate import check_float, check_int, check_memory, check_path
 
     check_float("refine", args.refine, positive=True, allow_none=True)
-    target = random_target(args.d, args.r, args.order, orthogonal=args.orthogonal, seed=args.target_seed
+    # everything that can be refused is refused before any work: sizes, memory, paths
+    d = check_int("--d", args.d, minimum=1)
+    r = check_int("--r", args.r, minimum=1)
+    m = check_int("--m", args.m, minimum=1)
+    check_int("--order", args.order, minimum=2)
+    check_memory("python -m tdcore run", estimate_memory(d, m, r=r, order=args.order, dtype=args.dtype)
+                 + 4 * 8 * d * r, detail=f"d={d}, r={r}, m={m}: U is d x m, the Gram matrix m x m")
+    out = None
+    if args.out is not None:
+        out = check_path("--out", _out_path(args.out))
+        if os.path.exists(out) and not args.force:
+            raise ValueError(f"--out {out!r} exists; pass --force to overwrite it")
+    if args.checkpoint is not None:
+        ck = check_path("--checkpoint", args.checkpoint)
+        if out is not None and os.path.abspath(ck) == os.path.abspath(out):
+            raise ValueError(f"--checkpoint and --out name the same file {out!r}; the result would overwrite the "
+                             "checkpoint (or the reverse)")
+    target = random_target(d, r, args.order, orthogonal=args.orthogonal, seed=args.target_seed
                            if args.target_seed is not None else args.seed)
     t0 = time.perf_counter()
     try:
-        res = algorithm1(target, args.m, epochs=args.epochs, iters=args.iters, delta=args.delta, eta=args.eta,
+        res = algorithm1(target, m, epochs=args.epochs, iters=args.iters, delta=args.delta, eta=args.eta,
                          lam=args.lam, seed=args.seed, backend=args.backend, dtype=args.dtype, polish=args.polish,
                          tol=args.tol, progress=args.progress, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every)
     except DivergenceError as exc:
         print(f"diverged: {exc}", file=sys.stderr)
+        part = exc.partial
+        if out and part is not None:  # keep the last finite state, flagged
+            _save(out, part.model, {}, target, part.params, part.history, False, False, diverged=True)
+            print(f"the last finite state is saved in {out} (diverged=True)", file=sys.stderr)
         return 3
     el = time.perf_counter() - t0
     p = res.params
@@ -51,25 +102,44 @@ def _run(args):
     print(f"Algorithm 1: d={p.d} r={args.r} order={p.order} m={p.m} seed={args.seed} backend={args.backend}")
     print(f"  params: epochs={p.epochs} iters={p.iters} delta={p.delta:.3g} eta={p.eta:.3g} lam={p.lam:.3g}")
     print(f"  epochs run: {len(h['epoch'])}{' (interrupted)' if res.interrupted else ''}, "
-          f"mode switches: {sum(h['n_switches'])}, time: {el:.2f} s")
-    print(f"  final relative error: {res.rel_error:.6g}")
+          f"mode switches: {sum(h['n_switches'])}, time: {el:.2f} s", flush=True)
+    print(f"  final relative error: {res.rel_error:.6g}", flush=True)
     model, extra = res.model, {}
-    if args.refine is not None:
+    interrupted = res.interrupted
+    refine_interrupted = False
+    if args.refine is not None and not interrupted:
         from ._refine import refine
 
-        ref = refine(res.model, target, tol=args.refine)
-        model = ref.model
-        extra = {"refine": json.dumps({"rel_error": ref.rel_error, "converged": bool(ref.converged),
-                                       "iterations": len(ref.history), "elapsed": ref.elapsed})}
-        print(f"  refine (Levenberg-Marquardt, beyond the paper): relative error {ref.rel_error:.3g} after "
-              f"{len(ref.history)} iterations, {ref.elapsed:.2f} s{'' if ref.converged else ' (tol not reached)'}")
-    if args.out:
-        np.savez(args.out, weights=model.weights, factors=model.factors, order=p.order, **extra,
-                 target_weights=target.weights, target_factors=target.factors,
-                 params=json.dumps(p.to_dict()),
-                 history=json.dumps({k: v for k, v in h.items() if k != "iterations"}))
-        print(f"  saved model and history to {args.out}")
+        try:
+            ref = refine(res.model, target, tol=args.refine)
+        except KeyboardInterrupt:
+            refine_interrupted = interrupted = True
+            print("  refine interrupted (Ctrl-C): keeping the Algorithm 1 model", file=sys.stderr, flush=True)
+        else:
+            model = ref.model
+            extra = {"refine": json.dumps({"rel_error": ref.rel_error, "converged": bool(ref.converged),
+                                           "iterations": len(ref.history), "elapsed": ref.elapsed})}
+            print(f"  refine (Levenberg-Marquardt, beyond the paper): relative error {ref.rel_error:.3g} after "
+                  f"{len(ref.history)} iterations, {ref.elapsed:.2f} s{'' if ref.converged else ' (tol not reached)'}")
+    if out:
+        try:
+            _save(out, model, extra, target, p, h, interrupted, refine_interrupted)
+        except KeyboardInterrupt:  # arrived during the write, held off until it was complete
+            interrupted = True
+        print(f"  saved {'partial (interrupted) ' if res.interrupted or refine_interrupted else ''}model and "
+              f"history to {out}", flush=True)
+    if interrupted:
+        print("interrupted (Ctrl-C)" + (f"; the result is in {out}" if out else ""), file=sys.stderr)
+        return 130
     return 0
+
+
+def _save(out, model, extra, target, p, h, interrupted, refine_interrupted, diverged=False):
+    _save_result(out, dict(weights=model.weights, factors=model.factors, order=p.order, **extra,
+                           target_weights=target.weights, target_factors=target.factors,
+                           params=json.dumps(p.to_dict()), interrupted=interrupted,
+                           refine_interrupted=refine_interrupted, diverged=diverged,
+                           history=json.dumps({k: v for k, v in h.items() if k != "iterations"})))
 
 
 def main(argv=None):
@@ -100,13 +170,18 @@ def main(argv=None):
     pr.add_argument("--checkpoint", help="checkpoint file (resumed when it exists)")
     pr.add_argument("--checkpoint-every", type=int, default=1)
     pr.add_argument("--progress", action="store_true")
-    pr.add_argument("--out", help="save model and history (.npz)")
+    pr.add_argument("--out", help="save model and history to this .npz file (the suffix is added when missing); "
+                                   "its directory is checked before the run, the write is atomic")
+    pr.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     args = ap.parse_args(argv)
     try:
         return _info(args) if args.cmd == "info" else _run(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, MemoryError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before a result existed; nothing saved", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

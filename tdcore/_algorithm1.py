@@ -17,10 +17,13 @@ equals a single run with the same seed, on every backend.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -28,7 +31,8 @@ import numpy as np
 from ._backend import get_backend, to_numpy
 from ._objective import FactoredTarget, _coldot, _ipow, _mT, fit_terms, make_target_operator
 from ._tensor import SymCP, check_target, norm, subspace_basis
-from ._validate import as_rng, check_dtype, check_float, check_int, check_seed
+from ._validate import (as_rng, atomic_write, check_bool, check_dtype, check_float, check_int, check_memory,
+                        check_nonzero_target, check_path, check_seed, check_seeds)
 
 __all__ = [
     "algorithm1",
@@ -38,6 +42,10 @@ __all__ = [
     "Result",
     "BatchResult",
     "DivergenceError",
+    "CheckpointError",
+    "estimate_memory",
+    "target_fingerprint",
+    "history_path",
 ]
 
 
@@ -612,12 +620,13 @@ class _Run:
                     stop = bool(self.callback(self._epoch_info(rel)))
                 if on_epoch is not None:
                     on_epoch(self)
-                if checkpoint and (k % checkpoint_every == 0 or k == p.epochs):
-                    _save_checkpoint(checkpoint, self, t0)
                 if reached:
                     for b in range(self.B):
                         self.hist[b]["stopped_at"] = [k, t]
                     stop = True
+                # also at an early stop, so that resuming continues from exactly there
+                if checkpoint and (k % checkpoint_every == 0 or k == p.epochs or stop):
+                    _save_checkpoint(checkpoint, self, t0, finished=reached or k == p.epochs)
                 if stop:
                     break
         except KeyboardInterrupt:
@@ -922,22 +931,177 @@ def _progress(enabled, total, initial=0):
 
 
 # -- checkpoints ---------------------------------------------------------------------
-def _save_checkpoint(path, run, t0):
+#: Version of the checkpoint layout (bumped when its content changes).
+CHECKPOINT_FORMAT = 2
+_STATE_KEYS = ("U", "a", "c", "chat", "switched")
+_EPOCH_KEYS = ("epoch", "rel_error", "objective", "regularizer", "n_switches", "reinit_index", "f_before_reinit",
+               "f_after_reinit", "pb_norm2", "elapsed")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, corrupted, edited, or from another run.
+
+    The message names the file and, for another run, what differs (parameters,
+    seed, target, dtype or tdcore version).
+    """
+
+
+def _tdcore_version():
+    from . import __version__
+
+    return __version__
+
+
+def target_fingerprint(target):
+    """SHA-256 of a target's arrays (hex string), stored in checkpoints.
+
+    For a :class:`SymCP`: its order, weights and factors (float64, C order); for a
+    dense target: its shape and entries.  ``-T`` or a reflection of the factors
+    has the same norm but a different fingerprint.
+    """
+    h = hashlib.sha256()
+    if isinstance(target, SymCP):
+        h.update(f"symcp:{target.order}:{target.d}:{target.m}".encode())
+        arrays = (target.weights, target.factors)
+    else:
+        h.update(f"dense:{tuple(target.shape)}".encode())
+        arrays = (target,)
+    for a in arrays:
+        h.update(np.ascontiguousarray(to_numpy(a), dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _seed_record(seed):
+    if seed is None or isinstance(seed, int):
+        return seed
+    return "generator"
+
+
+def _checksum(meta_json, st):
+    h = hashlib.sha256(meta_json.encode())
+    for k in _STATE_KEYS:
+        a = np.ascontiguousarray(st[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+_CHAIN0 = "0" * 64
+
+
+def history_path(checkpoint):
+    """The history log that goes with a checkpoint file: ``checkpoint + ".history"``."""
+    return os.fspath(checkpoint) + ".history"
+
+
+def _chain(prev, line):
+    return hashlib.sha256(prev.encode() + line).hexdigest()
+
+
+def _append_history(path, run):
+    """Append the epochs not yet logged to the checkpoint's history log; return the log's new position.
+
+    The log holds one JSON line per epoch (its per-epoch values, its iteration
+    records and the keys that are not per-epoch, such as ``stopped_at``), so each
+    save writes only what is new: the cost is linear in the run, not quadratic.
+    Bytes past the last committed position (from a kill between this append and
+    the checkpoint's rename) are overwritten.  A hash chain over the lines, kept in
+    the checkpoint, detects any edit or truncation of the log.
+    """
+    log = getattr(run, "ck_log", None)
+    fresh = log is None
+    if fresh:
+        log = {"epochs": 0, "iters": 0, "bytes": 0, "chain": _CHAIN0}
+    h = run.hist[0]
+    its = h["iterations"]
+    extra = {k: v for k, v in h.items() if k not in _EPOCH_KEYS and k not in ("iterations", "polish")}
+    chain, data, i = log["chain"], [], log["iters"]
+    for e in range(log["epochs"], run.epoch):
+        j = i
+        while j < len(its) and its[j]["epoch"] <= e + 1:
+            j += 1
+        rec = {"values": {k: h[k][e] for k in _EPOCH_KEYS}, "iterations": its[i:j],
+               "extra": extra if e == run.epoch - 1 else {}}
+        line = (json.dumps(rec, default=_json_default, sort_keys=True) + "\n").encode()
+        chain = _chain(chain, line)
+        data.append(line)
+        i = j
+    blob = b"".join(data)
+    fd = os.open(history_path(path), os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o666)
+    with os.fdopen(fd, "r+b") as fh:
+        fh.seek(log["bytes"])
+        fh.write(blob)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"epochs": run.epoch, "iters": i, "bytes": log["bytes"] + len(blob), "chain": chain}
+
+
+def _read_history(path, log):
+    """The history recorded in a checkpoint's log, verified against the chain hash ``log`` holds."""
+    bad = f"history log {history_path(path)!r} of checkpoint {os.fspath(path)!r}"
+    hint = "Delete both files, or pass resume=False to start afresh and overwrite them."
+    if not (isinstance(log, dict) and all(isinstance(log.get(k), int) and not isinstance(log.get(k), bool)
+                                          and log.get(k) >= 0 for k in ("epochs", "iters", "bytes"))
+            and isinstance(log.get("chain"), str)):
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} has no valid history-log record. {hint}")
+    try:
+        with open(history_path(path), "rb") as fh:
+            blob = fh.read(log["bytes"])
+    except OSError as exc:
+        raise CheckpointError(f"{bad} cannot be read ({exc.strerror or exc}). {hint}") from exc
+    if len(blob) != log["bytes"]:
+        raise CheckpointError(f"{bad} is truncated: {len(blob)} bytes, the checkpoint recorded {log['bytes']}. "
+                              f"{hint}")
+    lines = blob.splitlines(keepends=True)
+    chain = _CHAIN0
+    for line in lines:
+        chain = _chain(chain, line)
+    if chain != log["chain"] or len(lines) != log["epochs"]:
+        raise CheckpointError(f"{bad} was modified or corrupted: its hash chain does not match the checkpoint. "
+                              f"{hint}")
+    hist = _empty_history()
+    for line in lines:
+        rec = json.loads(line)
+        for k, v in rec["values"].items():
+            hist[k].append(v)
+        hist["iterations"] += rec["iterations"]
+        hist.update(rec["extra"])
+    if len(hist["iterations"]) != log["iters"]:
+        raise CheckpointError(f"{bad} holds {len(hist['iterations'])} iteration records, the checkpoint "
+                              f"recorded {log['iters']}. {hint}")
+    return hist
+
+
+def _save_checkpoint(path, run, t0, finished=False):
+    """Write the run's state atomically (temporary file, fsync, rename): a kill leaves the old file.
+
+    The history goes to the append-only log :func:`history_path` first; the
+    checkpoint then commits how much of it is valid.
+    """
     st = run.state_numpy()
+    info = getattr(run, "ck_info", {})
+    log = _append_history(path, run)
     meta = {
+        "format": CHECKPOINT_FORMAT,
+        "tdcore_version": _tdcore_version(),
+        "seed": info.get("seed"),
+        "target_fingerprint": info.get("target_fingerprint"),
+        "init_state_fingerprint": info.get("init_state_fingerprint"),
         "params": run.p.to_dict(),
         "epoch": run.epoch,
+        "finished": bool(finished),
         "rng": [r.bit_generator.state for r in run.rngs],
-        "history": run.hist,
+        "history_log": log,
         "active": run.active.tolist(),
         "fresh": run.fresh.tolist(),
         "elapsed": time.perf_counter() - t0,
         "dtype": str(np.dtype(run.dtype)),
     }
-    tmp = str(path) + ".tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, meta=np.array(json.dumps(meta, default=_json_default)), **st)
-    os.replace(tmp, path)
+    meta_json = json.dumps(meta, default=_json_default, sort_keys=True)
+    checksum = _checksum(meta_json, st)
+    atomic_write(path, lambda fh: np.savez(fh, meta=np.array(meta_json), checksum=np.array(checksum), **st))
+    run.ck_log = log
 
 
 def _json_default(o):
@@ -951,13 +1115,156 @@ def _json_default(o):
 
 
 def _load_checkpoint(path):
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        st = {k: z[k] for k in ("U", "a", "c", "chat", "switched")}
+    """Read and verify a checkpoint: every way it can be unusable is a :class:`CheckpointError` naming it."""
+    bad = f"checkpoint {os.fspath(path)!r}"
+    hint = "Delete it, or pass resume=False to start afresh and overwrite it."
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        reason = "empty" if os.path.getsize(path) == 0 else "not a readable .npz archive (truncated or not a checkpoint)"
+        raise CheckpointError(f"{bad} cannot be read: it is {reason}. {hint}") from exc
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{bad} is a single .npy array, not a tdcore checkpoint (.npz archive). {hint}")
+    try:
+        with z:
+            missing = [k for k in ("meta", "checksum") + _STATE_KEYS if k not in z.files]
+            if missing:
+                raise CheckpointError(f"{bad} is not a tdcore checkpoint: it lacks {', '.join(missing)}. {hint}")
+            meta_json = str(z["meta"])
+            checksum = str(z["checksum"])
+            st = {k: z[k] for k in _STATE_KEYS}
+    except CheckpointError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CheckpointError(f"{bad} is truncated or corrupted ({type(exc).__name__} while reading it). "
+                              f"{hint}") from exc
+    if _checksum(meta_json, st) != checksum:
+        raise CheckpointError(f"{bad} was modified or corrupted: its checksum does not match its content. {hint}")
+    try:
+        meta = json.loads(meta_json)
+    except ValueError as exc:  # pragma: no cover - the checksum matched, so only a foreign writer gets here
+        raise CheckpointError(f"{bad} has unreadable metadata. {hint}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{bad} has checkpoint format {meta.get('format') if isinstance(meta, dict) else None!r}, "
+                              f"this tdcore reads format {CHECKPOINT_FORMAT}. {hint}")
     return meta, st
 
 
+def _init_fingerprint(init_state):
+    """SHA-256 of a checked ``init_state`` (None for the random initialisation)."""
+    if init_state is None:
+        return None
+    h = hashlib.sha256()
+    for k in _STATE_KEYS:
+        h.update(np.ascontiguousarray(init_state[k]).tobytes())
+    return h.hexdigest()
+
+
+def _check_checkpoint_matches(path, meta, st, p, dtype, seed, fingerprint, init_fp=None):
+    """Refuse to resume a checkpoint of another run; say what differs."""
+    bad = f"checkpoint {os.fspath(path)!r}"
+    hint = "Delete it, or pass resume=False to start afresh and overwrite it."
+    if meta.get("tdcore_version") != _tdcore_version():
+        raise CheckpointError(f"{bad} was written by tdcore {meta.get('tdcore_version')}, this is tdcore "
+                              f"{_tdcore_version()}: a resumed run would mix two versions. {hint}")
+    if meta.get("seed") != _seed_record(seed):
+        raise CheckpointError(f"{bad} was written with seed={meta.get('seed')!r}, this run has "
+                              f"seed={_seed_record(seed)!r}: resuming would mix two runs. {hint}")
+    if meta.get("target_fingerprint") != fingerprint:
+        raise CheckpointError(f"{bad} was written for a different target (fingerprint "
+                              f"{str(meta.get('target_fingerprint'))[:12]}..., this target {fingerprint[:12]}...): "
+                              f"resuming would mix two runs. {hint}")
+    if meta.get("init_state_fingerprint") != init_fp:
+        what = {None: "the random initialisation"}
+        raise CheckpointError(f"{bad} was started from {what.get(meta.get('init_state_fingerprint'), 'another init_state')}"
+                              f", this run from {what.get(init_fp, 'an init_state')} that differs: resuming would mix "
+                              f"two runs. {hint}")
+    try:
+        saved = Params(**meta["params"])
+    except (TypeError, KeyError) as exc:
+        raise CheckpointError(f"{bad} holds parameters this tdcore does not know ({exc}). {hint}") from exc
+    if saved != p:
+        diff = ", ".join(f"{k}: saved {v!r}, now {getattr(p, k)!r}" for k, v in saved.to_dict().items()
+                         if v != getattr(p, k))
+        raise CheckpointError(f"{bad} was written with different parameters ({diff}):\n  saved: {saved}\n"
+                              f"  now:   {p}\n{hint}")
+    if meta.get("dtype") != str(np.dtype(dtype)):
+        raise CheckpointError(f"{bad} used dtype {meta.get('dtype')}, this run {np.dtype(dtype)}. {hint}")
+    # structure (a checkpoint written by this code always passes; this guards hand-made files)
+    epoch = meta.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= p.epochs:
+        raise CheckpointError(f"{bad} has epoch={epoch!r}; it must be an integer in [0, epochs={p.epochs}]. {hint}")
+    shapes = {"U": (1, p.d, p.m), "a": (1, p.m), "c": (1, p.m), "chat": (1, p.m), "switched": (1, p.m)}
+    for k, shp in shapes.items():
+        if st[k].shape != shp:
+            raise CheckpointError(f"{bad}: state {k} has shape {st[k].shape}, expected {shp}. {hint}")
+        if k != "switched" and not np.all(np.isfinite(st[k])):
+            raise CheckpointError(f"{bad}: state {k} contains NaN or infinite entries. {hint}")
+    log = meta.get("history_log")
+    if not isinstance(log, dict) or log.get("epochs") != epoch:
+        raise CheckpointError(f"{bad}: its history log record does not hold {epoch} epochs. {hint}")
+    hist = _read_history(path, log)
+    if not all(len(hist[k]) == epoch for k in _EPOCH_KEYS):  # pragma: no cover - the chain hash matched
+        raise CheckpointError(f"{bad}: its history does not hold {epoch} epochs. {hint}")
+    meta["history"] = [hist]
+    fresh = meta.get("fresh")
+    if not (isinstance(fresh, list) and len(fresh) == 1 and isinstance(fresh[0], int) and 0 <= fresh[0] < p.m):
+        raise CheckpointError(f"{bad}: fresh={fresh!r} is not a column index in [0, {p.m}). {hint}")
+    rng = meta.get("rng")
+    if not (isinstance(rng, list) and len(rng) == 1 and isinstance(rng[0], dict)):
+        raise CheckpointError(f"{bad}: its random generator state is missing. {hint}")
+    el = meta.get("elapsed")
+    if isinstance(el, bool) or not isinstance(el, (int, float)) or not math.isfinite(el) or el < 0:
+        raise CheckpointError(f"{bad}: elapsed={el!r} is not a time in seconds. {hint}")
+
+
 # -- public API ----------------------------------------------------------------------
+def estimate_memory(d, m, *, r=None, order=3, batch=1, dtype=np.float64, dense=False, record=False):
+    """Bytes an Algorithm 1 run of ``batch`` trials allocates at its peak (an upper estimate).
+
+    Per trial, in the run's dtype: the state ``U`` (d x m) and the step's new ``U'``
+    and its plan (together 4 d x m arrays), the Gram matrices ``G``, ``G'`` and the
+    m x m step matrices (4 m x m), the target products ``V^T U`` and ``Q``
+    (2 r x m); the initialisation draws in float64 (2 d x m); with ``record``, the
+    per-iteration change ``[U', U]`` (2 d x m) and its Gram matrix (4 m x m times 2).
+    A dense target adds its ``d^order`` entries, ``T(., u, ..., u)`` (d x m) and the
+    64 MiB contraction block.
+
+    Parameters
+    ----------
+    d, m : int
+        Dimension and number of components.
+    r : int, optional
+        Number of target components (SymCP target); ignored when ``dense``.
+    order : int
+    batch : int
+        Number of trials run together.
+    dtype : float64 or float32
+    dense : bool
+        Dense target of shape ``(d,)*order``.
+    record : bool
+        Per-iteration records (``record_every``).
+    """
+    it = np.dtype(dtype).itemsize
+    r = 0 if (dense or r is None) else int(r)
+    per = 4 * d * m + 4 * m * m + 2 * r * m + d * r
+    if record:
+        per += 2 * d * m + 8 * m * m
+    total = batch * (it * per + 8 * 2 * d * m)
+    if dense:
+        total += it * d**order + batch * it * d * m + 64 * 2**20
+    return int(total)
+
+
+def _check_run_memory(what, p, targets, batch, dt, rec, max_bytes):
+    t = targets[0]
+    dense = not isinstance(t, SymCP)
+    need = estimate_memory(p.d, p.m, r=None if dense else t.m, order=p.order, batch=batch, dtype=dt, dense=dense,
+                           record=rec is not None)
+    check_memory(what, need, max_bytes=max_bytes,
+                 detail=f"d={p.d}, m={p.m}, batch={batch}, {np.dtype(dt)}: U is d x m, the Gram matrix m x m")
+
+
 def _prepare_targets(targets, be, dtype):
     """Stack B targets (all SymCP of one shape, or one shared target) into an operator."""
     if len(targets) == 1 or all(t is targets[0] for t in targets):
@@ -983,14 +1290,15 @@ def _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch,
     p = default_params(d, order, m, norm(target), epochs=epochs, iters=iters, delta=delta, eta=eta, lam=lam)
     polish = check_int("polish", polish, minimum=0)
     tol = check_float("tol", tol, positive=True, allow_none=True)
-    return Params(**{**p.to_dict(), "reinit": bool(reinit), "mode_switch": bool(mode_switch), "polish": polish,
-                     "tol": tol})
+    reinit = check_bool("reinit", reinit)
+    mode_switch = check_bool("mode_switch", mode_switch)
+    return Params(**{**p.to_dict(), "reinit": reinit, "mode_switch": mode_switch, "polish": polish, "tol": tol})
 
 
 def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, eta=None, lam=None,
                      backend="auto", dtype=None, reinit=True, mode_switch=True, polish=0, tol=None,
                      record_every=None, callback=None, divergence="freeze", progress=False, return_numpy=True,
-                     workers=1):
+                     workers=1, max_bytes=None):
     """Run B independent trials of Algorithm 1 together (batched matrix products).
 
     Parameters
@@ -1015,6 +1323,10 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         trial's computation is the same as with ``workers=1`` (with ``tol``, a
         chunk stops when its own trials are done).  Not with ``callback`` or
         ``progress``, which report on the whole batch; CPU (NumPy) backend only.
+    max_bytes : int, optional
+        Refuse (``MemoryError``, before any work) a run whose estimated peak
+        memory (:func:`estimate_memory`) is above this; default: the environment
+        variable ``TDCORE_MAX_BYTES``, else half the physical memory.
     Other parameters
         As :func:`algorithm1`.
 
@@ -1024,24 +1336,32 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     """
     if divergence not in ("freeze", "raise"):
         raise ValueError(f"divergence must be 'freeze' or 'raise', got {divergence!r}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one trial")
+    seeds = check_seeds(seeds)
     if isinstance(targets, (list, tuple)):
-        targets = [check_target(t) for t in targets]
+        if not targets:
+            raise ValueError("targets must hold at least one target")
+        targets = [check_target(t, name=f"targets[{k}]") for k, t in enumerate(targets)]
         if len(targets) != len(seeds):
             raise ValueError(f"got {len(targets)} targets for {len(seeds)} seeds; give one target or one per seed")
+        for k, t in enumerate(targets):
+            check_nonzero_target(t, name=f"targets[{k}]")
     else:
-        targets = [check_target(targets)] * len(seeds)
+        targets = [check_target(targets, name="targets")] * len(seeds)
+        check_nonzero_target(targets[0], name="targets")
     m = check_int("m", m, minimum=1)
+    progress = check_bool("progress", progress)
+    return_numpy = check_bool("return_numpy", return_numpy)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     p = _make_params(targets[0], m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)
+    workers = check_int("workers", workers, minimum=1)
+    _check_run_memory("algorithm1_batch", p, targets, len(seeds), dt, rec, max_bytes)
     op, bases = _prepare_targets(targets, be, dt)
     basis = None if bases is None else be.asarray(np.stack(bases), dt) if len({b.shape for b in bases}) == 1 else None
-    rngs = [as_rng(check_seed(s)) for s in seeds]
-    workers = check_int("workers", workers, minimum=1)
+    rngs = [as_rng(s) for s in seeds]
     if workers > 1:
         if callback is not None or progress:
             raise ValueError("workers > 1 cannot be combined with callback or progress (they report on the whole "
@@ -1100,7 +1420,8 @@ def _run_threads(fn, runs):
 
 def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=None, seed=None, backend="auto",
                dtype=None, reinit=True, mode_switch=True, polish=0, tol=None, record_every=None, callback=None,
-               progress=False, checkpoint=None, checkpoint_every=1, resume=True, return_numpy=True, init_state=None):
+               progress=False, checkpoint=None, checkpoint_every=1, resume=True, return_numpy=True, init_state=None,
+               max_bytes=None):
     """Algorithm 1 of Wang et al. (2020): over-parameterised tensor decomposition.
 
     Parameters
@@ -1136,11 +1457,24 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     progress : bool
         Show a tqdm progress bar.
     checkpoint : path, optional
-        Save the state every ``checkpoint_every`` epochs; when the file exists and
-        ``resume`` is true the run continues from it and gives exactly the result
-        of an uninterrupted run with the same seed.
+        Save the state every ``checkpoint_every`` epochs (and at an early stop),
+        atomically (temporary file and rename: a kill leaves the previous
+        checkpoint intact); when the file exists and ``resume`` is true the run
+        continues from it and gives exactly the result of an uninterrupted run
+        with the same seed.  The file records the seed, a fingerprint of the
+        target (:func:`target_fingerprint`), the parameters, the dtype and the
+        tdcore version; resuming with any of them different raises
+        :class:`CheckpointError` saying what differs, as does an unreadable,
+        truncated or edited file (a checksum covers its content).  A run that
+        stopped at ``tol`` is finished: rerunning it returns the same result
+        without further iterations.  The directory is checked for writing
+        before the run.
     return_numpy : bool
         Return NumPy arrays (default) rather than backend arrays.
+    max_bytes : int, optional
+        Refuse (``MemoryError``, before any work) a run whose estimated peak
+        memory (:func:`estimate_memory`) is above this; default: the environment
+        variable ``TDCORE_MAX_BYTES``, else half the physical memory.
     init_state : dict, optional
         Start from a given state instead of the random initialisation: ``U``
         (d, m) and signs ``a`` (m,) are required; ``c`` and ``chat`` default to
@@ -1156,48 +1490,82 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     DivergenceError
         In the iteration where the objective becomes non-finite or grows by
         orders of magnitude; carries the last finite state and a suggested step.
+    TypeError, ValueError
+        Before any work, for an argument of the wrong type or out of range (the
+        message names it), a target of zero norm, or a checkpoint path whose
+        directory is missing or not writable.
+    MemoryError
+        Before any work, when :func:`estimate_memory` exceeds ``max_bytes``.
+    CheckpointError
+        Before any work, for a checkpoint that cannot be resumed (see ``checkpoint``).
+        A ``numpy.random.Generator`` seed is recorded as ``"generator"``: its state
+        is restored from the file, so resuming needs a Generator again.
     KeyboardInterrupt is caught: the partial result is returned with
     ``interrupted=True``.
     """
     target = check_target(target)
+    check_nonzero_target(target)
     m = check_int("m", m, minimum=1)
     seed = check_seed(seed)
+    progress = check_bool("progress", progress)
+    resume = check_bool("resume", resume)
+    return_numpy = check_bool("return_numpy", return_numpy)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     p = _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if checkpoint is not None:
+        checkpoint = check_path("checkpoint", checkpoint)
+    if init_state is not None:
+        init_state = _check_init_state(init_state, p.d, m)
+    _check_run_memory("algorithm1", p, [target], 1, dt, rec, max_bytes)
+    fingerprint = target_fingerprint(target) if checkpoint else None
+    loaded = None
+    if checkpoint and resume and os.path.exists(checkpoint):
+        loaded = _load_checkpoint(checkpoint)
+        _check_checkpoint_matches(checkpoint, *loaded, p, dt, seed, fingerprint, _init_fingerprint(init_state))
     op, bases = _prepare_targets([target], be, dt)
     basis = None if bases is None else be.asarray(np.stack(bases), dt)
     rng = as_rng(seed)
     run = _Run(op, p, [rng], be, dt, basis=basis, record_every=rec, callback=callback, divergence="raise")
+    run.ck_info = {"seed": _seed_record(seed), "target_fingerprint": fingerprint,
+                   "init_state_fingerprint": _init_fingerprint(init_state) if checkpoint else None}
     t0 = time.perf_counter()
-    if checkpoint and resume and os.path.exists(checkpoint):
-        meta, st = _load_checkpoint(checkpoint)
-        saved = Params(**meta["params"])
-        if saved != p:
-            raise ValueError(f"checkpoint {checkpoint} was written with different parameters:\n  saved: {saved}\n"
-                             f"  now:   {p}\nDelete it or pass resume=False.")
-        if meta["dtype"] != str(np.dtype(dt)):
-            raise ValueError(f"checkpoint {checkpoint} used dtype {meta['dtype']}, this run {np.dtype(dt)}")
+    finished = False
+    if loaded is not None:
+        meta, st = loaded
+        try:
+            run.rngs[0].bit_generator.state = meta["rng"][0]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {checkpoint!r}: its random generator state is not valid ({exc}). "
+                                  "Delete it, or pass resume=False.") from exc
         run.load_state(st)
         run.epoch = meta["epoch"]
-        run.rngs[0].bit_generator.state = meta["rng"][0]
         run.hist = meta["history"]
+        run.ck_log = meta["history_log"]
         run.fresh = np.array(meta["fresh"], dtype=int)
         t0 -= meta["elapsed"]
+        finished = bool(meta.get("finished")) and run.epoch > 0
     elif init_state is not None:
-        run.load_state(_check_init_state(init_state, p.d, m))
+        run.load_state(init_state)
     else:
         run.init_state()
     try:
-        interrupted = run.run(progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every, tol=p.tol,
-                              t0=t0)
+        # a finished run (all epochs, or stopped at tol) is not run again: rerunning is idempotent
+        interrupted = False if finished else run.run(progress=progress, checkpoint=checkpoint,
+                                                     checkpoint_every=checkpoint_every, tol=p.tol, t0=t0)
     except DivergenceError as exc:
         exc.partial = _collect(run, True, [seed])[0]
         raise
     if p.polish and not interrupted:
-        _polish(run, p.polish)
+        try:
+            _polish(run, p.polish)
+        except KeyboardInterrupt:  # keep the (consistent) partly polished state, flagged
+            interrupted = True
+            run.hist[0]["polish_interrupted"] = True
     res = _collect(run, return_numpy, [seed])[0]
     res.interrupted = interrupted
     return res

@@ -40,7 +40,8 @@ import numpy as np
 from ._backend import to_numpy
 from ._stats import time_to_accuracy
 from ._tensor import SymCP, _contract_dense, check_target, inner, rel_error
-from ._validate import as_rng, check_choice, check_float, check_int, check_seed
+from ._validate import (as_rng, check_bool, check_choice, check_factor_matrix, check_float, check_int, check_memory,
+                        check_nonzero_target, check_seed)
 
 __all__ = [
     "BaselineResult",
@@ -158,9 +159,9 @@ def refit_weights(factors, target, order=None, *, ridge=1e-12):
         ``sum_i w_i u_i^{(x) l}`` with the refitted weights.
     """
     target = check_target(target)
-    U = np.asarray(to_numpy(factors), dtype=np.float64)
-    if U.ndim != 2:
-        raise ValueError(f"factors must have shape (d, k), got shape {U.shape}")
+    d = target.d if isinstance(target, SymCP) else target.shape[0]
+    U = np.asarray(to_numpy(check_factor_matrix("factors", to_numpy(factors), d)), dtype=np.float64)
+    check_memory("refit_weights", 8 * 3 * U.shape[1] ** 2, detail=f"{U.shape[1]} x {U.shape[1]} normal equations")
     l = target.order if isinstance(target, SymCP) else target.ndim
     if order is not None and order != l:
         raise ValueError(f"order={order} does not match the target's order {l}")
@@ -237,7 +238,10 @@ def cp_als(target, rank, *, n_iter_max=500, tol=1e-10, init="random", seed=None,
     """
     tl, parafac, cp_to_tensor = _import_tensorly()
     target = check_target(target)
+    check_nonzero_target(target)
     rank = check_int("rank", rank, minimum=1)
+    linesearch = check_bool("linesearch", linesearch)
+    max_bytes = check_int("max_bytes", max_bytes, minimum=1)
     n_iter_max = check_int("n_iter_max", n_iter_max, minimum=1)
     tol = check_float("tol", tol, nonnegative=True)
     init = check_choice("init", init, ("random", "svd"))
@@ -341,12 +345,19 @@ def power_method(target, rank, *, n_restarts=10, n_iter=100, seed=None, tol=1e-1
         one ``(time, rel_error)`` entry per extracted component.
     """
     target = check_target(target)
+    check_nonzero_target(target)
     rank = check_int("rank", rank, minimum=1)
+    refit = check_bool("refit", refit)
     n_restarts = check_int("n_restarts", n_restarts, minimum=1)
     n_iter = check_int("n_iter", n_iter, minimum=1)
     tol = check_float("tol", tol, nonnegative=True)
     target_error = check_float("target_error", target_error, positive=True, allow_none=True)
     rng = as_rng(check_seed(seed))
+    d_ = target.d if isinstance(target, SymCP) else target.shape[0]
+    r_ = target.m if isinstance(target, SymCP) else 0
+    # the restart block and its contraction (d x n_restarts, r x n_restarts), the deflated components
+    check_memory("power_method", 8 * (4 * d_ * n_restarts + 2 * (r_ + rank) * n_restarts + 2 * d_ * rank),
+                 detail=f"d={d_}, n_restarts={n_restarts}, rank={rank}")
     if isinstance(target, SymCP):
         target = target.to_numpy()
         target = SymCP(np.asarray(target.weights, np.float64), np.asarray(target.factors, np.float64), target.order)

@@ -102,7 +102,7 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from ._backend import to_numpy
 from ._objective import DenseTarget, FactoredTarget
 from ._tensor import SymCP, check_target
-from ._validate import check_choice, check_float, check_int
+from ._validate import check_choice, check_float, check_int, check_memory, check_nonzero_target
 
 __all__ = ["refine", "RefineResult", "decompose", "DecomposeResult", "precise_rel_error",
            "DEFAULT_HANDOFF"]
@@ -603,6 +603,14 @@ def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge
     direct_max_size = check_int("direct_max_size", direct_max_size, minimum=1)
     time_limit = check_float("time_limit", time_limit, positive=True, allow_none=True)
     precise_budget = check_int("precise_budget", precise_budget, minimum=1)
+    check_nonzero_target(target)
+    m0 = model.m
+    k0 = min(m0, d)
+    direct = method == "direct" or (method == "auto" and m0 * k0 <= direct_max_size)
+    # Gram matrices and their powers (m x m), factors, gradients and steps (d x m), and for the
+    # direct solver the assembled mk x mk matrix and its Cholesky factor
+    need = 8 * (6 * m0 * m0 + 8 * d * m0) + (16 * (m0 * k0) ** 2 if direct else 0)
+    check_memory("refine", need, detail=f"d={d}, m={m0}, method={method}")
 
     prob = _Problem(target, None, precise_budget)
     if prob.tn2 <= 0:
@@ -747,6 +755,8 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
 
     tol = check_float("tol", tol, positive=True)
     handoff = check_float("handoff", handoff, positive=True)
+    target = check_target(target)
+    check_nonzero_target(target)
     if refine_kwargs is None:
         refine_kwargs = {}
     if not isinstance(refine_kwargs, dict):

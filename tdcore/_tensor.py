@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ._backend import on_common, to_numpy, xp_of
-from ._validate import as_rng, check_int, check_order, check_vector
+from ._validate import as_rng, check_bool, check_factor_matrix, check_int, check_memory, check_order, check_vector
 
 __all__ = [
     "SymCP",
@@ -76,7 +76,10 @@ class SymCP:
                 raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
             if not bool(xp.all(xp.isfinite(arr))):
                 raise ValueError(f"{name} contains NaN or infinite entries")
-        dtype = np.result_type(factors.dtype, weights.dtype, np.float32)
+        dtype = np.result_type(factors.dtype, weights.dtype)
+        if not np.issubdtype(dtype, np.floating) or dtype.itemsize < 4:
+            # integers and float16 are computed in float64 (float16 sums lose everything past 3 digits)
+            dtype = np.dtype(np.float64)
         self.factors = factors.astype(dtype, copy=False)
         self.weights = weights.astype(dtype, copy=False)
 
@@ -145,6 +148,9 @@ class SymCP:
 
     def contract(self, U):
         """``T(., u_j, ..., u_j)`` for every column ``u_j`` of ``U``: shape (d, n)."""
+        U = check_factor_matrix("U", U, self.d, like_dtype=self.factors.dtype)
+        check_memory("SymCP.contract", 8 * (2 * self.m * U.shape[1] + self.d * U.shape[1]),
+                     detail=f"m x n = {self.m} x {U.shape[1]} products")
         _, F, w, U = on_common(self.factors, self.weights, U)
         A = F.T @ U
         return F @ (w[:, None] * A ** (self.order - 1))
@@ -161,6 +167,7 @@ class SymCP:
         MemoryError
             When ``d**order`` entries would need more than ``max_bytes`` bytes.
         """
+        max_bytes = check_int("max_bytes", max_bytes, minimum=1)
         itemsize = np.dtype(self.factors.dtype).itemsize
         need = itemsize * self.d ** self.order
         if need > max_bytes:
@@ -186,11 +193,21 @@ def _fmt_bytes(n):
         n /= 1024
 
 
-def _check_compatible(a, b):
+def _check_compatible(a, b, name_a="a", name_b="b"):
     if a.order != b.order:
-        raise ValueError(f"tensors have different orders: {a.order} and {b.order}")
+        raise ValueError(f"tensors have different orders: {name_a} has order {a.order}, {name_b} has order "
+                         f"{b.order}")
     if a.d != b.d:
-        raise ValueError(f"tensors have different dimensions: d={a.d} and d={b.d}")
+        raise ValueError(f"tensors have different dimensions: {name_a} has d={a.d}, {name_b} has d={b.d}")
+
+
+def _check_gram_memory(what, m1, m2):
+    """The Gram matrix of two SymCP (m1 x m2) and its power: two float64 arrays of that size."""
+    check_memory(what, 2 * 8 * m1 * m2, detail=f"two {m1} x {m2} Gram matrices")
+
+
+def _shape_of(T):
+    return T.shape if isinstance(T, SymCP) else tuple(T.shape)
 
 
 def is_symmetric(T, *, rtol=1e-10, atol=1e-12):
@@ -249,8 +266,8 @@ def check_target(target, *, name="target"):
     if not is_symmetric(T):
         raise ValueError(f"{name} is not symmetric: a dense target must be unchanged by every permutation of "
                          "its axes. Use tdcore.symmetrize(T) if you want its symmetric part.")
-    if not np.issubdtype(T.dtype, np.floating):
-        T = T.astype(xp.float64)
+    if not np.issubdtype(T.dtype, np.floating) or T.dtype.itemsize < 4:
+        T = T.astype(xp.float64)  # integers and float16 are computed in float64
     return T
 
 
@@ -284,7 +301,8 @@ def inner(a, b):
     """
     a_cp, b_cp = isinstance(a, SymCP), isinstance(b, SymCP)
     if a_cp and b_cp:
-        _check_compatible(a, b)
+        _check_compatible(a, b, "a", "b")
+        _check_gram_memory("inner", a.m, b.m)
         _, fa, wa, fb, wb = on_common(a.factors, a.weights, b.factors, b.weights)
         G = fa.T @ fb
         return float(wa @ (G ** a.order) @ wb)
@@ -295,9 +313,11 @@ def inner(a, b):
         xp, a, b = on_common(a, b)
         return float(xp.sum(a * b))
     cp, dense = (a, b) if a_cp else (b, a)
-    dense = check_target(dense, name="dense tensor")
+    dname = "b" if a_cp else "a"
+    dense = check_target(dense, name=dname)
     if dense.shape != cp.shape:
-        raise ValueError(f"shapes differ: SymCP of shape {cp.shape} and dense array of shape {dense.shape}")
+        raise ValueError(f"shapes differ: {'a' if a_cp else 'b'} is a SymCP of shape {cp.shape}, {dname} a dense "
+                         f"array of shape {dense.shape}")
     R = _contract_dense(dense, cp.factors)
     xp, w, F, R = on_common(cp.weights, cp.factors, R)
     return float(xp.sum(w * xp.sum(F * R, axis=0)))
@@ -319,12 +339,16 @@ def rel_error(model, target):
     ``||T||^2 - 2<T, T*> + ||T*||^2``, so precision is limited to about
     ``sqrt(machine epsilon)`` relative: values below ~1e-7 (float64) are not resolved.
     """
+    model = check_target(model, name="model")
+    target = check_target(target, name="target")
+    if _shape_of(model) != _shape_of(target):
+        raise ValueError(f"model and target must have the same shape (d,)*order: model has shape "
+                         f"{_shape_of(model)}, target has shape {_shape_of(target)}")
     tn2 = inner(target, target)
     if tn2 <= 0:
         raise ValueError("target has zero norm; the relative error is undefined")
     if not isinstance(model, SymCP) and not isinstance(target, SymCP):
-        m, t = check_target(model, name="model"), check_target(target)
-        xp, m, t = on_common(m, t)
+        xp, m, t = on_common(model, target)
         return float(xp.sqrt(xp.sum((m - t) ** 2)) / math.sqrt(tn2))
     d2 = inner(model, model) - 2 * inner(model, target) + tn2
     return math.sqrt(max(d2, 0.0) / tn2)
@@ -353,10 +377,18 @@ def random_target(d, r, order, *, orthogonal=False, weights=None, seed=None, nor
     d = check_int("d", d, minimum=1)
     r = check_int("r", r, minimum=1)
     order = check_order(order)
+    orthogonal = check_bool("orthogonal", orthogonal)
+    normalize = check_bool("normalize", normalize)
     rng = as_rng(seed)
+    if orthogonal and r > d:
+        raise ValueError(f"orthogonal=True needs r <= d, got r={r}, d={d}")
+    # the d x r draw, its normalised copy (or QR's Q and workspace) and the SymCP's own copy
+    check_memory("random_target", 4 * 8 * d * r, detail=f"d x r = {d} x {r} float64 arrays")
+    if weights is not None:
+        weights = check_vector("weights", weights, r)
+        if normalize and not np.any(weights):
+            raise ValueError("weights are all zero: the tensor has zero norm and cannot be normalised")
     if orthogonal:
-        if r > d:
-            raise ValueError(f"orthogonal=True needs r <= d, got r={r}, d={d}")
         Q, R = np.linalg.qr(rng.standard_normal((d, r)))
         V = Q * np.sign(np.diag(R))
     else:
@@ -365,7 +397,7 @@ def random_target(d, r, order, *, orthogonal=False, weights=None, seed=None, nor
     if weights is None:
         w = np.ones(r)
     else:
-        w = check_vector("weights", weights, r)
+        w = weights
     T = SymCP(w, V, order)
     if normalize:
         T = T.normalized()
