@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -142,6 +143,40 @@ def _save(out, model, extra, target, p, h, interrupted, refine_interrupted, dive
                            history=json.dumps({k: v for k, v in h.items() if k != "iterations"})))
 
 
+def _sweep(args):
+    from .sweep import SWEEPS, SweepError, get_sweep, run_sweep
+
+    if args.list or not args.name:
+        for name, sw in sorted(SWEEPS.items()):
+            print(f"{name:14s} {sw.description}")
+        return 0 if args.list else 2
+    get_sweep(args.name)   # a clear error for an unknown name, before anything starts
+    workers = args.workers
+    if args.gpu:
+        from ._backend import get_backend
+
+        get_backend("cupy")   # raises with the reason when no usable GPU is there
+        import cupy
+
+        os.environ["TDCORE_BACKEND"] = "cupy"   # inherited by the worker processes
+        if workers is None:
+            workers = int(cupy.cuda.runtime.getDeviceCount())
+    if workers is None:
+        workers = os.cpu_count() or 1
+    try:
+        summary = run_sweep(args.name, size=args.size, workers=workers, scheduler=args.scheduler,
+                            store=args.store, out_dir=args.out_dir, retries=args.retries, progress=args.progress)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C): every finished cell is stored in {args.store}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    print(summary)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tdcore", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -173,8 +208,34 @@ def main(argv=None):
     pr.add_argument("--out", help="save model and history to this .npz file (the suffix is added when missing); "
                                    "its directory is checked before the run, the write is atomic")
     pr.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    ps = sub.add_parser(
+        "sweep", help="run one of the book's stored sweeps (e.g. at full size) on Dask, resumable",
+        description="Run a sweep as a grid of independent cells on Dask distributed: a LocalCluster of "
+                    "--workers processes (default), or a running scheduler (--scheduler). Every finished "
+                    "cell is stored at once in --store; a rerun skips stored cells, so a killed sweep "
+                    "resumes where it stopped. When all cells are done they are merged into "
+                    "--out-dir/<file> with their provenance.")
+    ps.add_argument("name", nargs="?", help="the sweep to run (see --list)")
+    ps.add_argument("--list", action="store_true", help="list the sweeps and exit")
+    ps.add_argument("--size", default="full", choices=["quick", "book", "full"],
+                    help="quick: seconds (tests); book: the chapters' size; full: the stored runs (default)")
+    ps.add_argument("--workers", type=int, default=None,
+                    help="worker processes of the local cluster, one thread and one BLAS thread each "
+                         "(default: the number of CPUs, or of GPUs with --gpu); 0 runs serially here")
+    ps.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="address of a running Dask scheduler, e.g. tcp://host:8786 (dask-jobqueue on "
+                         "SLURM/PBS); --workers is then ignored")
+    ps.add_argument("--store", default="runs/sweeps", help="folder of the per-cell results (default runs/sweeps)")
+    ps.add_argument("--out-dir", default="results", help="folder of the merged results file (default results)")
+    ps.add_argument("--retries", type=int, default=2, help="further attempts of a cell that raises (default 2)")
+    ps.add_argument("--gpu", action="store_true",
+                    help="run the cells on CuPy (TDCORE_BACKEND=cupy on every worker), one worker per GPU")
+    ps.add_argument("--progress", action="store_true", default=None,
+                    help="progress bar over cells (default: when stderr is a terminal)")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "sweep":
+            return _sweep(args)
         return _info(args) if args.cmd == "info" else _run(args)
     except (ValueError, TypeError, MemoryError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -223,6 +223,9 @@ def run_sweep(name, *, size="quick", workers=2, scheduler=None, store="runs/swee
             raise SweepError(f"cannot create the output folder {str(out_dir)!r}: {e}") from None
         if not os.access(out_dir, os.W_OK):
             raise SweepError(f"the output folder {str(out_dir)!r} is not writable")
+    client = cluster = None
+    if scheduler is not None:   # connect first: a bad address fails before anything else happens
+        client, cluster = _client(workers, scheduler, connect_timeout)
     fingerprint = engine_fingerprint(sweep.engine)
     cells = sweep.cell_params(size)
     keys = [cell_key(name, size, p) for p in cells]
@@ -259,7 +262,7 @@ def run_sweep(name, *, size="quick", workers=2, scheduler=None, store="runs/swee
 
     bar = _bar(progress, len(todo), name)
     try:
-        if todo and (workers == 0 and scheduler is None):
+        if todo and workers == 0 and scheduler is None:
             for key, params in todo:
                 for attempt in range(1, retries + 2):
                     try:
@@ -274,7 +277,8 @@ def run_sweep(name, *, size="quick", workers=2, scheduler=None, store="runs/swee
         elif todo:
             from distributed import as_completed
 
-            client, cluster = _client(workers, scheduler, connect_timeout)
+            if client is None:
+                client, cluster = _client(workers, scheduler, connect_timeout)
             try:
                 futs = {client.submit(_compute_cell, sweep.run, params, key=f"{name}-{size}-{key}", pure=False,
                                       retries=retries): (key, params) for key, params in todo}
@@ -291,8 +295,11 @@ def run_sweep(name, *, size="quick", workers=2, scheduler=None, store="runs/swee
                 client.close()
                 if cluster is not None:
                     cluster.close()
+                client = None
     finally:
         bar.close()
+        if client is not None:
+            client.close()
         summary.wall_seconds = time.time() - t0
     if summary.failed:
         raise SweepError(f"{summary.failed} of {len(cells)} cells failed (stored cells are kept; rerun to retry):\n"

@@ -120,3 +120,27 @@ def test_convergence_sweep_quick_gives_the_layout_the_chapters_read(tmp_path):
     assert set(out["m_star_vs_r"]) == {"3"} and len(out["success_curves"]) == 1
     assert out["meta"]["size"] == "quick" and out["meta"]["batches_total"] == 15
     assert out["provenance"]["engine"]["fingerprint"].startswith("sha256:")
+
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tdcore", "sweep", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_lists_runs_and_refuses_clearly(tmp_path):
+    out = _cli("--list", cwd=tmp_path)
+    assert out.returncode == 0 and "convergence" in out.stdout and "default_rule" in out.stdout
+    bad = _cli("nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown sweep 'nope'" in bad.stderr
+    far = _cli("default_rule", "--size", "quick", "--scheduler", "tcp://127.0.0.1:9", cwd=tmp_path)
+    assert far.returncode == 2 and "could not reach the Dask scheduler" in far.stderr and "Traceback" not in far.stderr
+    neg = _cli("default_rule", "--size", "quick", "--workers", "-1", cwd=tmp_path)
+    assert neg.returncode == 2 and "workers must be an integer >= 0" in neg.stderr
+    ok = _cli("default_rule", "--size", "quick", "--workers", "0", "--store", "st", "--out-dir", "res", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "4 computed, 0 cached" in ok.stdout and (tmp_path / "res" / "default_rule_quick.json").is_file()
+    again = _cli("default_rule", "--size", "quick", "--workers", "0", "--store", "st", "--out-dir", "res", cwd=tmp_path)
+    assert "0 computed, 4 cached" in again.stdout
