@@ -24,7 +24,7 @@ given their seeds: the target of trial ``s`` is drawn from
 index sees the same target for every width ``m``), and trial ``s`` runs
 Algorithm 1 with ``seed=seeds[s]``.  Sweeps accept a ``cache`` mapping (see
 :func:`batch_key`): already computed batches are read from it and new ones
-written to it, which is how ``scripts/full_sweeps.py`` checkpoints and resumes.
+written to it, which is how a sweep cell of :mod:`tdcore.sweep` reuses batches it has computed.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ succeeds in most seeds, against ``d`` or ``r``), :func:`headline_data` /
 :func:`headline_figure` (``m*`` against ``d`` for Algorithm 1 and for the lazy
 fit :func:`tdcore.lazy_threshold_sweep`), :func:`error_curves`,
 :func:`ablation_study`, :func:`lambda_sweep`, and :func:`load_full_run` (the
-stored full-size run of ``scripts/full_sweeps.py``).
+stored full-size run of ``python -m tdcore sweep convergence``).
 
 Trials come from :func:`tdcore.book.algorithm1.run_batch`: deterministic given
 their seeds, and cached in any ``cache`` mapping passed along (which is how
-``scripts/full_sweeps.py`` checkpoints and resumes).
+the full-size sweeps of :mod:`tdcore.sweep` are split into cells).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ __all__ = [
     "explore_error_curve",
 ]
 
-#: File name of the stored full-size run written by ``scripts/full_sweeps.py``.
+#: File name of the stored full-size run written by ``python -m tdcore sweep convergence``.
 FULL_RUN = "convergence_full.json"
 
 
@@ -887,7 +887,7 @@ def explore_error_curve(*, ax=None, d=30, r=3, order=3, m=5, log10_lam=-2.7, epo
 
 # --- the stored full run --------------------------------------------------
 def load_full_run(name=FULL_RUN, *, directory=None, required=True):
-    """The stored full-size run of ``scripts/full_sweeps.py`` (a JSON dict).
+    """The stored full-size run of ``python -m tdcore sweep convergence`` (a JSON dict).
 
     Read with :func:`tdcore.book.results.load_result`: from ``directory``, else
     ``$TDCORE_RESULTS``, else the results shipped with tdcore (the repository's
@@ -920,5 +920,5 @@ def load_full_run(name=FULL_RUN, *, directory=None, required=True):
         return load_result(name, directory)
     except FileNotFoundError as exc:
         if required:
-            raise FileNotFoundError(f"{exc}; produce it with `python scripts/full_sweeps.py`") from None
+            raise FileNotFoundError(f"{exc}; produce it with `python -m tdcore sweep convergence`") from None
         return None

@@ -1,6 +1,5 @@
-"""Tests of tdcore.book.convergence (the chapter *Convergence in practice*) and scripts/full_sweeps.py."""
+"""Tests of tdcore.book.convergence (the chapter *Convergence in practice*)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -205,7 +204,7 @@ def test_load_full_run(tmp_path, monkeypatch):
     monkeypatch.setenv("TDCORE_RESULTS", str(tmp_path))   # the one override of the stored-results folder
     assert C.load_full_run("x.json") == {"a": 1}
     assert C.load_full_run("missing.json", required=False) is None
-    with pytest.raises(FileNotFoundError, match="full_sweeps"):
+    with pytest.raises(FileNotFoundError, match="tdcore sweep convergence"):
         C.load_full_run("missing.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -226,60 +225,6 @@ def test_explorer_draws():
     fig, ax = plt.subplots()
     assert C.explore_error_curve(ax=ax, d=6, r=1, m=2, epochs=2) is ax
     assert ax.has_data()
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("full_sweeps", ROOT / "scripts" / "full_sweeps.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_full_sweeps_checkpoint_and_resume(tmp_path):
-    mod = _load_script()
-    out, ck = tmp_path / "r.json", tmp_path / "ck.json"
-    args = ["--size", "tiny", "--out", str(out), "--checkpoint", str(ck), "--quiet"]
-    # a budget that is already spent stops before the first batch, cleanly
-    assert mod.main(args + ["--max-minutes", "0"]) == 2 and not out.exists()
-    # stop part-way (the cache refuses new batches after 3), then resume
-    cache = mod.CheckpointCache(str(ck))
-    orig = mod.CheckpointCache.__setitem__
-
-    def limited(self, key, value):
-        orig(self, key, value)
-        if self.new >= 3:
-            raise KeyboardInterrupt
-
-    mod.CheckpointCache.__setitem__ = limited
-    try:
-        assert mod.main(args) == 2
-    finally:
-        mod.CheckpointCache.__setitem__ = orig
-    saved = json.loads(ck.read_text())
-    assert len(saved) == 3 and not out.exists()
-    assert mod.main(args) == 0
-    first = json.loads(out.read_text())
-    assert first["meta"]["batches_from_checkpoint"] == 3
-    assert {"headline", "success_curves", "m_star_vs_r", "ablation", "lambda_sweep", "reinit_jumps"} <= set(first)
-    # a fresh, uninterrupted run gives the same results
-    out2 = tmp_path / "r2.json"
-    assert mod.main(["--size", "tiny", "--out", str(out2), "--checkpoint", str(tmp_path / "ck2.json"),
-                     "--quiet"]) == 0
-    second = json.loads(out2.read_text())
-    for key in ("headline", "success_curves", "m_star_vs_r", "ablation", "reinit_jumps"):
-        a, b = json.dumps(first[key], sort_keys=True), json.dumps(second[key], sort_keys=True)
-        # elapsed times differ; everything else must match
-        strip = lambda s: json.loads(s)  # noqa: E731
-        assert _drop_elapsed(strip(a)) == _drop_elapsed(strip(b)), key
-    del cache
-
-
-def _drop_elapsed(o):
-    if isinstance(o, dict):
-        return {k: _drop_elapsed(v) for k, v in o.items() if k != "elapsed"}
-    if isinstance(o, list):
-        return [_drop_elapsed(v) for v in o]
-    return o
 
 
 def test_stored_results_file_is_consistent():
