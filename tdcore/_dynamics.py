@@ -28,21 +28,9 @@ from ._objective import FactoredTarget, fit_objective, fit_terms, make_target_op
 from ._stats import time_to_accuracy
 from ._tensor import SymCP, check_target
 from ._validate import as_rng, check_choice, check_float, check_int, check_seed, check_seeds
+from ._util import target_info as _target_info, unit_columns as _unit_columns
 
 __all__ = ["vanilla_gd", "homogeneous_gd", "GDResult", "deflation_flow", "DeflationResult"]
-
-
-def _target_info(target):
-    """(d, order, ||T*||^2) of a SymCP or dense target."""
-    target = check_target(target)
-    if isinstance(target, SymCP):
-        return target.d, target.order, float(target.inner(target))
-    return target.shape[0], target.ndim, float(np.sum(np.asarray(target, dtype=float) ** 2))
-
-
-def _unit_columns(rng, d, k):
-    X = rng.standard_normal((d, k))
-    return X / np.linalg.norm(X, axis=0, keepdims=True)
 
 
 @dataclass

@@ -39,6 +39,8 @@ from ._stats import LineFit, fit_loglog_slope
 from ._tensor import SymCP, check_target, inner, random_target
 from ._util import serial_blas
 from ._validate import as_rng, check_float, check_int, check_int_list, check_order, check_seeds, check_vector
+from ._util import target_info as _target_info, unit_columns as _unit_columns
+from ._validate import check_matrix
 
 __all__ = [
     "sym_dim",
@@ -66,35 +68,6 @@ def sym_dim(d, order):
     d = check_int("d", d, minimum=1)
     order = check_order(order)
     return math.comb(d + order - 1, order)
-
-
-def _as_factor_matrix(U, name="U0"):
-    """``U`` as a finite float64 ``(d, m)`` array, or an error naming ``name``."""
-    U = np.asarray(U)
-    if U.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (d, m), got shape {U.shape}")
-    if U.shape[0] < 1 or U.shape[1] < 1:
-        raise ValueError(f"{name} must have d >= 1 rows and m >= 1 columns, got shape {U.shape}")
-    if not np.issubdtype(U.dtype, np.number) or np.iscomplexobj(U):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {U.dtype}")
-    U = U.astype(np.float64)
-    if not np.all(np.isfinite(U)):
-        raise ValueError(f"{name} contains NaN or infinite entries")
-    return U
-
-
-def _target_info(target):
-    """(d, order, ||T*||^2) of a SymCP or dense target."""
-    target = check_target(target)
-    if isinstance(target, SymCP):
-        return target.d, target.order, float(target.inner(target))
-    return target.shape[0], target.ndim, float(np.sum(np.asarray(target, dtype=float) ** 2))
-
-
-def _unit_columns(rng, d, k):
-    """``k`` directions uniform on the unit sphere of ``R^d``, as columns."""
-    X = rng.standard_normal((d, k))
-    return X / np.linalg.norm(X, axis=0, keepdims=True)
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +104,7 @@ def lazy_kernel(U, order):
     ((9, 9), 1.0)
     """
     order = check_order(order)
-    U = _as_factor_matrix(U, "U")
+    U = check_matrix("U", U)
     d, m = U.shape
     G = U.T @ U
     A = G ** (order - 1)
@@ -225,7 +198,7 @@ def lazy_fit(target, U0, *, weights=None, rtol=1e-10):
     d, order, n2 = _target_info(target)
     if n2 <= 0:
         raise ValueError("target has zero norm; the relative residual is undefined")
-    U0 = _as_factor_matrix(U0)
+    U0 = check_matrix("U0", U0)
     if U0.shape[0] != d:
         raise ValueError(f"U0 has d={U0.shape[0]} rows but the target has dimension d={d}")
     rtol = check_float("rtol", rtol, positive=True)
@@ -284,7 +257,7 @@ def lazy_residual_path(target, U0, *, rtol=1e-10, stop_below=None):
 
     target = check_target(target)
     d, order, n2 = _target_info(target)
-    U0 = _as_factor_matrix(U0)
+    U0 = check_matrix("U0", U0)
     if U0.shape[0] != d:
         raise ValueError(f"U0 has d={U0.shape[0]} rows but the target has dimension d={d}")
     rtol = check_float("rtol", rtol, positive=True)
@@ -519,7 +492,7 @@ def lazy_init(d, m, order, *, scale, seed=None, directions=None):
     if directions is None:
         Z = _unit_columns(as_rng(seed), d, m)
     else:
-        Z = _as_factor_matrix(directions, "directions")
+        Z = check_matrix("directions", directions)
         if Z.shape != (d, m):
             raise ValueError(f"directions must have shape ({d}, {m}), got {Z.shape}")
         Z = Z / np.linalg.norm(Z, axis=0, keepdims=True)
@@ -565,7 +538,7 @@ def linearized_gd_error(target, U0, c, *, eta, steps, include_offset=True, rtol=
     """
     target = check_target(target)
     d, order, n2 = _target_info(target)
-    U0 = _as_factor_matrix(U0)
+    U0 = check_matrix("U0", U0)
     if U0.shape[0] != d:
         raise ValueError(f"U0 has d={U0.shape[0]} rows but the target has dimension d={d}")
     m = U0.shape[1]

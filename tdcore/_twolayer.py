@@ -29,6 +29,7 @@ from ._backend import get_backend, to_numpy, xp_of
 from ._objective import fit_objective
 from ._tensor import SymCP, check_target
 from ._validate import check_choice, check_dtype, check_float, check_int, check_seeds
+from ._util import unit_columns as _unit_columns
 
 __all__ = ["hermite", "hermite_coefficients", "activation_output", "activation_population_loss", "sample_inputs",
            "network_output", "teacher_output", "empirical_loss", "population_loss", "ntk_features",
@@ -492,11 +493,6 @@ class TrainResult:
     def final_test_error(self):
         """Test error at the last recorded epoch, per trial."""
         return self.test_error[:, -1]
-
-
-def _unit_columns(rng, d, m):
-    G = rng.standard_normal((d, m))
-    return G / np.linalg.norm(G, axis=0)
 
 
 def _init(regime, rng, d, m, scale):

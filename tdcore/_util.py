@@ -49,3 +49,23 @@ def jsonable(o):
     if isinstance(o, np.bool_):
         return bool(o)
     return o
+
+
+def unit_columns(rng, d, k):
+    """``k`` directions uniform on the unit sphere of ``R^d``, as the columns of a ``(d, k)`` array.
+
+    Drawn as normalised Gaussian columns from the NumPy generator ``rng`` (on the
+    host, so that every backend sees the same stream).
+    """
+    X = rng.standard_normal((d, k))
+    return X / np.linalg.norm(X, axis=0, keepdims=True)
+
+
+def target_info(target):
+    """``(d, order, ||T*||^2)`` of a SymCP or dense target (validated by ``check_target``)."""
+    from ._tensor import SymCP, check_target
+
+    target = check_target(target)
+    if isinstance(target, SymCP):
+        return target.d, target.order, float(target.inner(target))
+    return target.shape[0], target.ndim, float(np.sum(np.asarray(target, dtype=float) ** 2))

@@ -357,3 +357,39 @@ def _remove_stale_temps(d, base):
             os.unlink(os.path.join(d, n))
         except OSError:  # pragma: no cover
             pass
+
+
+def check_matrix(name, value):
+    """A finite real 2-D array with at least one row and one column, as float64 (a factor matrix ``U``)."""
+    U = np.asarray(value)
+    if U.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (d, m), got shape {U.shape}")
+    if U.shape[0] < 1 or U.shape[1] < 1:
+        raise ValueError(f"{name} must have d >= 1 rows and m >= 1 columns, got shape {U.shape}")
+    if not np.issubdtype(U.dtype, np.number) or np.iscomplexobj(U) or U.dtype == np.bool_:
+        raise TypeError(f"{name} must be a real numeric array, got dtype {U.dtype}")
+    U = U.astype(np.float64)
+    if not np.all(np.isfinite(U)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return U
+
+
+def check_float_list(name, values, *, positive=False, nonnegative=False):
+    """A non-empty sequence of finite floats (``> 0`` / ``>= 0`` when asked), as a list of ``float``."""
+    if isinstance(values, (str, bytes, numbers.Number)):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    try:
+        values = list(values)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
+    if not values:
+        raise ValueError(f"{name} must contain at least one value")
+    return [check_float(f"{name}[{k}]", v, positive=positive, nonnegative=nonnegative) for k, v in enumerate(values)]
+
+
+def check_fraction(name, value, *, open_right=False):
+    """A float in ``(0, 1]`` (``(0, 1)`` with ``open_right``)."""
+    value = check_float(name, value, positive=True)
+    if value > 1 or (open_right and value == 1):
+        raise ValueError(f"{name} must be in (0, 1{')' if open_right else ']'}, got {value}")
+    return value

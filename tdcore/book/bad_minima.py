@@ -17,7 +17,6 @@ for the theorem, not a tool of the library.
 
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from .._tensor import SymCP, check_target, random_target
 from .._validate import as_rng, check_float, check_int, check_int_list, check_order, check_seeds
 from .style import legend, method_color, new_ax, plain_log_ticks
 from .tables import markdown_table
+from .._validate import check_float_list, check_matrix
 
 __all__ = [
     "bad_local_minimum", "to_homogeneous", "numerical_hessian", "check_local_minimum", "LocalMinCheck",
@@ -44,30 +44,6 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # argument helpers
 # ---------------------------------------------------------------------------
-def _as_factor_matrix(U, name="U"):
-    U = np.asarray(U)
-    if U.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (d, m), got shape {U.shape}")
-    if U.shape[0] < 1 or U.shape[1] < 1:
-        raise ValueError(f"{name} must have d >= 1 rows and m >= 1 columns, got shape {U.shape}")
-    if not np.issubdtype(U.dtype, np.number) or np.iscomplexobj(U):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {U.dtype}")
-    U = U.astype(np.float64)
-    if not np.all(np.isfinite(U)):
-        raise ValueError(f"{name} contains NaN or infinite entries")
-    return U
-
-
-def _check_float_list(name, values, *, positive=True):
-    try:
-        values = [float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v for v in values]
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
-    if not values:
-        raise ValueError(f"{name} must contain at least one value")
-    return [check_float(f"{name}[{k}]", v, positive=positive) for k, v in enumerate(values)]
-
-
 # ---------------------------------------------------------------------------
 # the construction (Theorem 2)
 # ---------------------------------------------------------------------------
@@ -154,7 +130,7 @@ def to_homogeneous(U, c, order):
     and ``ci = 1 / ||v_i||``, so that ``a_i ci^{l-2} v_i^{(x) l} = c_i u_i^{(x) l}``.
     """
     order = check_order(order)
-    U = _as_factor_matrix(U, "U")
+    U = check_matrix("U", U)
     c = np.asarray(c, dtype=float)
     if c.shape != (U.shape[1],):
         raise ValueError(f"c must have shape ({U.shape[1]},), got {c.shape}")
@@ -206,7 +182,7 @@ def numerical_hessian(target, U, c, *, h=1e-5, train_weights=True):
         coordinates) then ``c_1, ..., c_m``.
     """
     target = check_target(target)
-    U = _as_factor_matrix(U, "U")
+    U = check_matrix("U", U)
     c = np.asarray(c, dtype=float)
     h = check_float("h", h, positive=True)
     d, m = U.shape
@@ -294,12 +270,12 @@ def check_local_minimum(target, U, c, *, radii=(1e-1, 1e-2, 1e-3), n_perturb=200
     LocalMinCheck
     """
     target = check_target(target)
-    U = _as_factor_matrix(U, "U")
+    U = check_matrix("U", U)
     c = np.asarray(c, dtype=float)
     d, m = U.shape
     if c.shape != (m,):
         raise ValueError(f"c must have shape ({m},), got {c.shape}")
-    radii = np.array(_check_float_list("radii", radii))
+    radii = np.array(check_float_list("radii", radii, positive=True))
     n_perturb = check_int("n_perturb", n_perturb, minimum=1)
     tol = check_float("tol", tol, positive=True)
     rng = as_rng(seed)
@@ -402,7 +378,7 @@ def algorithm1_from_state(target, U, a, *, c=None, chat=None, switched=None, epo
     -------
     tdcore.Result
     """
-    U = _as_factor_matrix(U, "U")
+    U = check_matrix("U", U)
     epochs = check_int("epochs", epochs, minimum=1)
     state = {"U": U, "a": a, "c": c, "chat": chat, "switched": switched}
     return algorithm1(target, U.shape[1], init_state=state, epochs=epochs, iters=iters, delta=delta, eta=eta,

@@ -31,6 +31,7 @@ from .algorithm1 import (AblationResult, ablation_study, batch_key, plot_ablatio
                          sweep_targets)
 from .results import load_result
 from .style import legend, method_color, new_ax, plain_log_ticks
+from .._validate import check_float_list, check_fraction
 
 __all__ = [
     # targets, batches, caching (shared with the chapters Algorithm 1 and The proof in pictures)
@@ -72,22 +73,6 @@ FULL_RUN = "convergence_full.json"
 
 
 # --- small helpers --------------------------------------------------------
-def _float_list(name, values, *, nonnegative=True):
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
-    out = [check_float(f"{name}[{k}]", v, nonnegative=nonnegative) for k, v in enumerate(values)]
-    if not out:
-        raise ValueError(f"{name} must not be empty")
-    return out
-
-
-def _check_fraction(name, value, *, open_right=False):
-    value = check_float(name, value, positive=True)
-    if value > 1 or (open_right and value == 1):
-        raise ValueError(f"{name} must be in (0, 1{')' if open_right else ']'}, got {value}")
-    return value
-
-
 def _nan_array(values):
     """A float array from (nested) lists in which None (a JSON null) stands for NaN."""
     return np.array(values, dtype=float)   # NumPy maps None to NaN in a float array
@@ -283,7 +268,7 @@ def m_star_search(d, r, order, *, seeds, eps=0.05, q=0.8, m_min=1, m_max=None, s
     d = check_int("d", d, minimum=1)
     r = check_int("r", r, minimum=1)
     order = check_order(order)
-    q = _check_fraction("q", q)
+    q = check_fraction("q", q)
     m_min = check_int("m_min", m_min, minimum=1)
     m_max = max(4 * r + 4, 12) if m_max is None else check_int("m_max", m_max, minimum=m_min)
     start = max(m_min, r - 1) if start is None else check_int("start", start, minimum=m_min)
@@ -520,7 +505,7 @@ def headline_data(*, orders=(3, 4), alg_ds=None, lazy_ds=None, seeds=(0, 1, 2, 3
     HeadlineData
     """
     orders = [check_order(o) for o in orders]
-    eps = _check_fraction("eps", eps, open_right=True)
+    eps = check_fraction("eps", eps, open_right=True)
     alg_ds = alg_ds or {3: [8, 32, 128], 4: [8, 32, 128]}
     lazy_ds = lazy_ds or {3: [4, 6, 8, 12], 4: [4, 5, 6, 8]}
     from .. import lazy_threshold_sweep   # core API (tdcore._lazy)
@@ -829,7 +814,7 @@ def lambda_sweep(lams, *, d, r, order, m, seeds, polish=200, epochs=None, target
     -------
     LambdaSweep
     """
-    lams = _float_list("lams", lams)
+    lams = check_float_list("lams", lams, nonnegative=True)
     if any(v <= 0 for v in lams):
         raise ValueError("lams must be > 0 (a log-log fit of the floor needs positive values)")
     seeds = check_seeds(seeds, distinct=True)

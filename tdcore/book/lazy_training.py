@@ -21,18 +21,18 @@ chapter also calls, are the core ones, re-exported here.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._dynamics import vanilla_gd
-from .._lazy import (ALEXANDER_HIRSCHOWITZ_DEFECTIVE, _unit_columns, lazy_fit, lazy_init, lazy_residual_path,
-                     linearized_gd_error, span_defects, sym_dim)
+from .._lazy import (ALEXANDER_HIRSCHOWITZ_DEFECTIVE, lazy_fit, lazy_init, lazy_residual_path, linearized_gd_error,
+                     span_defects, sym_dim)
 from .._tensor import random_target
 from .._util import serial_blas
-from .._validate import as_rng, check_float, check_int, check_int_list, check_order
+from .._util import unit_columns as _unit_columns
+from .._validate import as_rng, check_float, check_float_list, check_int, check_int_list, check_order
 from .style import legend, method_color, new_ax, plain_log_ticks
 from .tables import markdown_table
 
@@ -50,19 +50,6 @@ __all__ = [
     "span_defects",
     "ALEXANDER_HIRSCHOWITZ_DEFECTIVE",
 ]
-
-
-def _check_float_list(name, values, *, positive=True):
-    """A non-empty sequence of finite floats (each ``> 0`` when ``positive``), as a list."""
-    if isinstance(values, (str, bytes, numbers.Number)):
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
-    try:
-        values = list(values)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
-    if not values:
-        raise ValueError(f"{name} must contain at least one value")
-    return [check_float(f"{name}[{k}]", v, positive=positive) for k, v in enumerate(values)]
 
 
 # ---------------------------------------------------------------------------
@@ -218,7 +205,7 @@ def lazy_scale_sweep(d, order, m, scales, *, steps=2000, eta_factor=1.0, seed=0,
     """
     d, order, steps, eta_factor, seed, rec = _check_lazy_args(d, order, steps, eta_factor, seed, record_every)
     m = check_int("m", m, minimum=1)
-    scales = _check_float_list("scales", scales)
+    scales = check_float_list("scales", scales, positive=True)
     return _lazy_experiment(d, order, [m] * len(scales), scales, steps, eta_factor, seed, rec)
 
 

@@ -29,8 +29,9 @@ from .._stats import fit_line
 from .._tensor import SymCP, subspace_basis
 from .._validate import as_rng, check_float, check_int, check_int_list, check_seed, check_seeds
 from .algorithm1 import _squeeze_state, batch_key, sweep_targets
-from .convergence import _float_list, load_full_run
+from .convergence import load_full_run
 from .style import legend, method_color, new_ax
+from .._validate import check_float_list
 
 __all__ = [
     "sweep_targets",
@@ -185,7 +186,7 @@ def reinit_jumps(*, ms, lams, d, r, order, seeds, epochs=10, target_seed=0, cach
         ``constant``: the largest measured constant.
     """
     ms = check_int_list("ms", ms, 1)
-    lams = _float_list("lams", lams)
+    lams = check_float_list("lams", lams, nonnegative=True)
     if any(v <= 0 for v in lams):
         raise ValueError("lams must be > 0")
     seeds = check_seeds(seeds, distinct=True)
