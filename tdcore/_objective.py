@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import get_backend, xp_of
-from ._tensor import SymCP, _contract_dense, check_target
+from ._tensor import SymCP, _contract_dense, check_target, norm
 from ._validate import check_float
 
 __all__ = ["fit_objective", "vanilla_objective", "objective", "make_target_operator"]
@@ -37,14 +37,28 @@ class FactoredTarget:
 
     def __init__(self, V, w, order):
         self.V, self.w, self.order = V, w, order
-        xp = xp_of(V)
-        Gv = _mT(V) @ V
-        self.norm2 = xp.sum(w[..., :, None] * Gv ** order * w[..., None, :], axis=(-1, -2))
+        self.norm2 = _factored_norm2(V, w, order)
         self.d = V.shape[-2]
 
     def contract(self, U):
         A = _mT(self.V) @ U  # (.., r, m)
         return self.V @ (self.w[..., :, None] * _ipow(A, self.order - 1))
+
+
+def _factored_norm2(V, w, order):
+    """``||sum_k w_k v_k^{(x) l}||^2`` per batch entry, scale-robust and in blocks.
+
+    Uses :func:`tdcore.norm` (Gram blocks or the dense tensor in blocks), so that a
+    target with many components (e.g. a moment tensor) never forms its ``r x r``
+    Gram matrix.  Returns an array of the batch shape (0-d when unbatched).
+    """
+    xp = xp_of(V)
+    if V.ndim == 2:
+        return xp.asarray(norm(SymCP(w, V, order)) ** 2, dtype=V.dtype)
+    flat_V = V.reshape((-1,) + V.shape[-2:])
+    flat_w = w.reshape((-1, w.shape[-1]))
+    vals = [norm(SymCP(flat_w[b], flat_V[b], order)) ** 2 for b in range(flat_V.shape[0])]
+    return xp.asarray(vals, dtype=V.dtype).reshape(V.shape[:-2])
 
 
 class DenseTarget:
