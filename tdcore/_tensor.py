@@ -931,3 +931,41 @@ def subspace_basis(target, *, tol=1e-10):
     Uq, s, _ = np.linalg.svd(F, full_matrices=False)
     k = int(np.sum(s > tol * s[0])) if s[0] > 0 else 0
     return Uq[:, :k]
+
+
+def _scaled_symcp(weights, factors, order, alpha):
+    """A SymCP equal to ``alpha * SymCP(weights, factors, order)`` (``alpha > 0`` finite).
+
+    The natural (2-homogeneous) form -- factors times ``sqrt(alpha)``, weights times
+    ``alpha^(1 - order/2)`` -- is used when it stays in the normal floating range;
+    otherwise each column is shifted by a power of two chosen to balance it
+    against its weight, so the result is representable whenever its components are.
+    """
+    alpha = float(alpha)
+    if alpha == 1.0:
+        return SymCP(weights, factors, order)
+    xp = xp_of(factors)
+    w, F = xp.asarray(weights), xp.asarray(factors)
+    tiny = float(np.finfo(F.dtype).tiny)
+    lg = math.log2(alpha)
+    with np.errstate(all="ignore"):
+        if abs((1 - order / 2) * lg) < 1000:
+            W = w * 2.0 ** ((1 - order / 2) * lg)
+            G = F * math.sqrt(alpha)
+            colmax = xp.max(xp.abs(G), axis=0)
+            ok = (bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(G)))
+                  and bool(xp.all((w == 0) | (xp.abs(W) >= tiny)))
+                  and bool(xp.all((xp.max(xp.abs(F), axis=0) == 0) | (colmax >= tiny))))
+            if ok:
+                return SymCP(W, G, order)
+    wn, Fn = to_numpy(w).astype(np.float64), to_numpy(F).astype(np.float64)
+    am, ea = math.frexp(alpha)
+    colmax = np.max(np.abs(Fn), axis=0)
+    live = (wn != 0) & (colmax > 0)
+    with np.errstate(divide="ignore"):
+        lw = np.where(live, np.log2(np.abs(np.where(live, wn, 1.0))) + lg, 0.0)
+        lu = np.where(live, np.log2(np.where(live, colmax, 1.0)), 0.0)
+    k = np.where(live, np.rint((lw - lu) / (order + 1)), 0).astype(np.int64)
+    W = np.ldexp(wn * am, ea - order * k)
+    G = np.ldexp(Fn, k[None, :])
+    return SymCP(xp.asarray(W, dtype=w.dtype), xp.asarray(G, dtype=F.dtype), order)
