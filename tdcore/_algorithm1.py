@@ -765,11 +765,17 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     Parameters
     ----------
     targets : SymCP, dense array, or sequence of B SymCP of equal shape
-        One shared target, or one target per trial.
+        One shared target, or one target per trial.  Every trial runs on its own
+        normalised target ``T*_b / ||T*_b||`` with its own parameters, exactly as
+        :func:`algorithm1` would: the default rule then gives all trials the same
+        normalised parameters (one batch, whatever the norms); explicit ``eta``,
+        ``lam``, ``delta`` are for each target as given, so trials whose norms
+        differ (beyond 1e-12) run in separate batches.
     m : int
         Number of components.
     seeds : sequence of int
-        One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``.
+        One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``
+        (with the same explicit parameters, if any).
     divergence : {"freeze", "raise"}
         ``"freeze"`` stops updating a diverged trial and keeps its last finite state
         (marked ``history["diverged_at"]``); ``"raise"`` raises :class:`DivergenceError`.
@@ -784,6 +790,10 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         trial's computation is the same as with ``workers=1`` (with ``tol``, a
         chunk stops when its own trials are done).  Not with ``callback`` or
         ``progress``, which report on the whole batch; CPU (NumPy) backend only.
+    callback : callable, optional
+        As in :func:`algorithm1`, per batch of trials sharing their parameters;
+        when there are several such batches ``info["trials"]`` lists the trial
+        indices and ``info["params"]`` the normalised parameters of that batch.
     Other parameters
         As :func:`algorithm1`.
 
@@ -958,6 +968,17 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     Returns
     -------
     Result
+
+    Notes
+    -----
+    Scale invariance: the run works on ``T* / ||T*||`` with :func:`default_params`
+    at ``||T*|| = 1`` (explicit ``eta``, ``lam``, ``delta`` are for ``T*`` as given
+    and are mapped to ``eta ||T*||``, ``lam / ||T*||``, ``delta / sqrt(||T*||)``); the
+    model, the state and ``Result.params`` are scaled back.  The relative errors
+    of ``c T*`` are those of ``T*`` for any ``c`` in the floating range (checked
+    from ``1e-300`` to ``1e300`` in ``tests/core/test_scale.py``).  ``callback``
+    sees the state and parameters for ``T*`` as given; ``checkpoint`` files hold
+    the normalised run.
 
     Raises
     ------
