@@ -165,10 +165,10 @@ class Result:
         ``n_switches`` made by the step; ``fresh_index``, ``fresh_norm``, ``fresh_ps_norm``
         of the latest re-initialised column); ``polish``: records of the optional
         final polish (``polish_failed`` is set when its refit broke down and the
-        pre-polish state was kept).  Errors are relative; the absolute values
-        (``objective``, ``regularizer``, ``fit``, ``f_*_reinit``, ``step_change``,
-        ``pb_norm2``) are those of the run on the normalised target ``T* / ||T*||``
-        (multiply by ``||T*||^2``, ``||T*||`` for ``step_change`` and ``pb_norm2``).
+        pre-polish state was kept).  The run works on ``T* / ||T*||``; errors are
+        relative, and the absolute values (``objective``, ``regularizer``, ``fit``,
+        ``f_*_reinit``, ``step_change``, ``pb_norm2``) are scaled back to ``T*`` as
+        given (``inf`` only where such a value is itself beyond the floating range).
     params : Params
         The parameter values used, for the target as given (``target_norm`` is its
         norm).  The run itself works on ``T* / ||T*||`` (see :func:`algorithm1`).
@@ -720,12 +720,50 @@ def _state_scaled(st, alpha, inverse=False):
     return out
 
 
+#: History entries scaled like the objective (alpha^2) and like U^2 or the tensor (alpha).
+_HIST_SQUARED = ("objective", "regularizer", "f_before_reinit", "f_after_reinit", "fit")
+_HIST_LINEAR = ("pb_norm2", "step_change")
+
+
+def _history_scaled(h, alpha):
+    """A copy of a history of the run on ``T* / alpha`` with its absolute values for ``T*``.
+
+    Relative errors, counts and indices are unchanged; objective values are
+    multiplied by ``alpha^2`` and ``||P_B U||^2``, ``||T_t - T_{t-1}||`` by ``alpha``
+    (``inf`` where the value itself is beyond the floating range).
+    """
+    def conv(key, v):
+        if v is None or not isinstance(v, (int, float)) or isinstance(v, bool):
+            return v
+        if key in _HIST_SQUARED:
+            return _mul_safe(_mul_safe(v, alpha), alpha)
+        if key in _HIST_LINEAR:
+            return _mul_safe(v, alpha)
+        return v
+
+    out = {}
+    for key, val in h.items():
+        if key == "iterations":
+            out[key] = [{k: conv(k, v) for k, v in rec.items()} for rec in val]
+        elif isinstance(val, list):
+            out[key] = [conv(key, v) if not isinstance(v, dict) else dict(v) for v in val]
+        else:
+            out[key] = val
+    return out
+
+
+def _mul_safe(x, y):
+    with np.errstate(over="ignore"):
+        return float(np.float64(x) * np.float64(y))
+
+
 def _user_result(res, alpha, params):
-    """A Result of the normalised run, for the target as given (model and state scaled back)."""
+    """A Result of the normalised run, for the target as given (model, state, history scaled back)."""
     res.params = params
     if alpha != 1.0:
         res.model = _scaled_symcp(res.model.weights, res.model.factors, res.model.order, alpha)
         res.state = _state_scaled(res.state, alpha)
+        res.history = _history_scaled(res.history, alpha)
     return res
 
 
@@ -739,6 +777,7 @@ def _user_callback(callback, alphas, params, trials=None):
         info = dict(info)
         if np.any(alphas != 1.0):
             info["state"] = _state_scaled(info["state"], alphas)
+            info["history"] = [_history_scaled(h, float(a)) for h, a in zip(info["history"], alphas)]
         info["params"] = params
         if trials is not None:
             info["trials"] = list(trials)

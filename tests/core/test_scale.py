@@ -155,6 +155,10 @@ def test_algorithm1_is_scale_invariant():
         assert r.params.eta * c == pytest.approx(base.params.eta, rel=RTOL_SCALE)
         assert r.params.lam / c == pytest.approx(base.params.lam, rel=RTOL_SCALE)
         assert r.params.delta / math.sqrt(c) == pytest.approx(base.params.delta, rel=RTOL_SCALE)
+        # absolute history values are for the target as given (objective ~ c^2, when a float)
+        if 1e-150 <= c <= 1e150:
+            assert r.history["objective"][-1] == pytest.approx(c * c * base.history["objective"][-1], rel=RTOL_ALG)
+            assert r.history["pb_norm2"][-1] == pytest.approx(c * base.history["pb_norm2"][-1], rel=RTOL_ALG)
         # the state is for the target as given: its model is the returned model
         st = r.state
         model = tc.SymCP(st["a"] * st["c"], st["U"], 3)
@@ -194,6 +198,17 @@ def test_batch_with_mixed_norms_equals_single_runs():
     for T, s, res in zip(targets, [4, 5, 6], e.results):
         single = tc.algorithm1(T, 9, seed=s, eta=1e-4, **KW)
         assert res.rel_error == pytest.approx(single.rel_error, rel=1e-12) and res.params.eta == 1e-4
+
+
+def test_divergence_is_reported_for_the_target_as_given():
+    T = tc.random_target(10, 2, 3, seed=4)
+    c = 1e40
+    with pytest.raises(tc.DivergenceError) as info:
+        tc.algorithm1(T * c, 6, seed=1, epochs=2, iters=100, eta=30.0 / c, backend="numpy")
+    err = info.value
+    assert err.suggested_eta == pytest.approx(7.5 / c, rel=RTOL_SCALE)
+    assert f"eta={30.0 / c:g}" in str(err)
+    assert err.partial.params.target_norm == pytest.approx(c, rel=RTOL_SCALE)
 
 
 def test_zero_target_is_refused():
