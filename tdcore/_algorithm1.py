@@ -714,9 +714,10 @@ def _state_scaled(st, alpha, inverse=False):
     rU = r.reshape(r.shape + (1, 1)) if r.ndim else r
     rc = r.reshape(r.shape + (1,)) if r.ndim else r
     out = dict(st)
-    out["U"] = st["U"] * rU
-    out["c"] = st["c"] / rc
-    out["chat"] = st["chat"] / rc
+    for key, fac, div in (("U", rU, False), ("c", rc, True), ("chat", rc, True)):
+        x = st[key]
+        f = np.asarray(fac, dtype=x.dtype) if hasattr(x, "dtype") else fac  # keep float32 float32
+        out[key] = x / f if div else x * f
     return out
 
 

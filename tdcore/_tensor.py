@@ -322,15 +322,18 @@ _PRECISE_RTOL = 1e-8
 
 
 class _CP:
-    """A SymCP with its scale pulled out: ``2**E * sum_i c_i f_i^{(x) order}``, unit ``f_i``.
+    """A SymCP with its scale pulled out: ``2**E * sum_i c_i f_i^{(x) order}``.
 
+    ``unit``: the ``f_i`` are unit vectors; otherwise they are the factors as given,
+    whose column scales are within ``2**+-(400 // order)`` (so that Gram powers
+    of them neither overflow nor underflow) and only the weights were rescaled.
     ``E`` is None for the zero tensor (then ``c`` is empty).
     """
 
-    __slots__ = ("F", "c", "E", "order", "xp")
+    __slots__ = ("F", "c", "E", "order", "xp", "unit")
 
-    def __init__(self, F, c, E, order, xp):
-        self.F, self.c, self.E, self.order, self.xp = F, c, E, order, xp
+    def __init__(self, F, c, E, order, xp, unit):
+        self.F, self.c, self.E, self.order, self.xp, self.unit = F, c, E, order, xp, unit
 
     def scaled_to(self, E):
         """The weights expressed at scale ``2**E`` (exact up to underflow of negligible parts)."""
@@ -338,17 +341,44 @@ class _CP:
             return self.c
         return self.xp.ldexp(self.c, int(self.E - E))
 
+    def mass(self):
+        """``sum_i |c_i| ||f_i||^l``: bounds every term of the Gram expansion."""
+        xp = self.xp
+        if self.E is None:
+            return 0.0
+        if self.unit:
+            return float(xp.sum(xp.abs(self.c)))
+        n2 = xp.einsum("ij,ij->j", self.F, self.F)
+        return float(xp.sum(xp.abs(self.c) * n2 ** (self.order / 2)))
 
-def _cp_form(T):
+
+def _colmax(F):
+    xp = xp_of(F)
+    return xp.maximum(xp.max(F, axis=0), -xp.min(F, axis=0))  # no |F| temporary
+
+
+def _cp_form(T, unit=False):
+    """The :class:`_CP` form of a SymCP: raw factors when their scales are safe (no copy), else unit ones."""
     xp = xp_of(T.factors)
     F, w, l = T.factors, T.weights, T.order
-    colmax = xp.max(xp.abs(F), axis=0)
+    colmax = _colmax(F)
     keep = (colmax > 0) & (w != 0)
     if not bool(xp.all(keep)):
         F, w, colmax = F[:, keep], w[keep], colmax[keep]
     if F.shape[1] == 0:
-        return _CP(F, w, None, l, xp)
+        return _CP(F, w, None, l, xp, True)
     _, e = xp.frexp(colmax)
+    if not unit and int(xp.max(xp.abs(e))) <= 400 // l:
+        _, ew = xp.frexp(w)
+        E = int(xp.max(ew))
+        return _CP(F, xp.ldexp(w, -E), E, l, xp, False)
+    return _unit_form(F, w, 0, l, xp, e)
+
+
+def _unit_form(F, w, E0, l, xp, e=None):
+    """``2**E0 sum_i w_i F_i^l`` with unit columns (every column non-zero, every weight non-zero)."""
+    if e is None:
+        _, e = xp.frexp(_colmax(F))
     # exact: every column's largest entry now in [0.5, 1).  The norms are reduced along
     # contiguous rows of F^T, so a column's result does not depend on its position
     # (equal columns stay bitwise equal: rel_error cancels them exactly)
@@ -359,7 +389,18 @@ def _cp_form(T):
     ex = ew.astype(np.int64) + l * e.astype(np.int64)
     E = int(xp.max(ex))
     c = xp.ldexp(mw * nrm**l, ex - E)
-    return _CP(F, c, E, l, xp)
+    return _CP(F, c, E + E0, l, xp, True)
+
+
+def _as_unit(p):
+    """``p`` with unit columns (a copy of the factors; used by the precise path)."""
+    if p.unit or p.E is None:
+        return p
+    live = p.c != 0
+    F, c = (p.F, p.c) if bool(p.xp.all(live)) else (p.F[:, live], p.c[live])
+    if F.shape[1] == 0:
+        return _CP(F, c, None, p.order, p.xp, True)
+    return _unit_form(F, c, p.E, p.order, p.xp)
 
 
 def _dense_exp(T):
@@ -615,6 +656,7 @@ def _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget):
     entries are summed, ``k <= min(d, n + n')``: relative precision ~ eps.
     """
     l = pa.order
+    pa, pb = _as_unit(pa), _as_unit(pb)
     parts_F = [to_numpy(p.F) for p in (pa, pb) if p.E is not None]
     parts_c = [to_numpy(pa.scaled_to(E))] if pa.E is not None else []
     if pb.E is not None:
@@ -663,10 +705,11 @@ def _cp_rel_error(pa, pb, chunk_bytes, precise, budget):
             d2 = (_gram_sum(pa.F, ca, pa.F, ca, l, chunk_bytes, same=True)
                   - 2.0 * _gram_sum(pa.F, ca, pb.F, cb, l, chunk_bytes)
                   + _gram_sum(pb.F, cb, pb.F, cb, l, chunk_bytes, same=True))
-            # rounding of the expansion: every |(f_i . f_j)^l| <= 1, so its error is at most
-            # about (l sqrt(d) + 4) eps (sum_i |c_i|)^2; a value within 1e8 of that is not trusted
+            # rounding of the expansion: every |c_i c_j (f_i . f_j)^l| <= |c_i| |c_j| ||f_i||^l ||f_j||^l,
+            # so its error is at most about (l sqrt(d) + 4) eps (sum_i |c_i| ||f_i||^l)^2; a value
+            # within 1e8 of that is not trusted
             eps = float(np.finfo(pa.F.dtype).eps)
-            s = float(xp.sum(xp.abs(ca)) + xp.sum(xp.abs(cb)))
+            s = _to_float(pa.mass(), pa.E - E) + _to_float(pb.mass(), pb.E - E)
             noise = (l * math.sqrt(d) + 4.0) * eps * s * s
             if precise is None and d2 <= noise / _PRECISE_RTOL:
                 dp = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget)
