@@ -515,8 +515,12 @@ def _dense_sumsq(T, E, chunk_bytes):
     return total
 
 
-def _cp_sumsq(p, chunk_bytes, E=None):
-    """``||T||^2 / 4**E`` of a :class:`_CP` (``E`` defaults to its own scale), by the cheaper path."""
+def _cp_sumsq(p, chunk_bytes, E=None, check=True, budget=None):
+    """``||T||^2 / 4**E`` of a :class:`_CP` (``E`` defaults to its own scale), by the cheaper path.
+
+    With ``check``, a value within ``1/_PRECISE_RTOL`` of the rounding bound of its
+    terms (components that nearly cancel) is recomputed by the precise evaluation.
+    """
     if p.E is None:
         return 0.0
     E = p.E if E is None else E
@@ -525,8 +529,18 @@ def _cp_sumsq(p, chunk_bytes, E=None):
     l = p.order
     if _dense_fits(d, l, p.F.dtype.itemsize, chunk_bytes) and n * d**l < n * n * (d + l) // 2:
         D = _dense_flat(p.F, c, l, chunk_bytes)
-        return float(p.xp.vdot(D.reshape(-1), D.reshape(-1)))
-    return _gram_sum(p.F, c, p.F, c, l, chunk_bytes, same=True)
+        s2 = float(p.xp.vdot(D.reshape(-1), D.reshape(-1)))
+    else:
+        s2 = _gram_sum(p.F, c, p.F, c, l, chunk_bytes, same=True)
+    if check and s2 <= _gram_noise(l, d, p.F.dtype, _to_float(p.mass(), p.E - E)) / _PRECISE_RTOL:
+        q = _as_unit(p)
+        if q.E is None:
+            return 0.0
+        sp = _precise_sumsq(to_numpy(q.F), to_numpy(q.scaled_to(E)), l, chunk_bytes,
+                            DEFAULT_PRECISE_BUDGET if budget is None else budget)
+        if sp is not None:
+            s2 = sp
+    return max(s2, 0.0)
 
 
 def _cp_inner(pa, pb, chunk_bytes):
@@ -648,14 +662,7 @@ def _canonical_merge(F, c, l):
 
 
 def _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget):
-    """``||a - b||^2 / 4**E`` without the Gram expansion's cancellation, or None if too costly.
-
-    Exactly equal components (after the sign convention) cancel exactly; the rest
-    is written in an orthonormal basis of the span of the remaining columns
-    (thin QR when ``d`` exceeds their number) and the squares of the ``k^l`` core
-    entries are summed, ``k <= min(d, n + n')``: relative precision ~ eps.
-    """
-    l = pa.order
+    """``||a - b||^2 / 4**E`` without the Gram expansion's cancellation, or None if too costly."""
     pa, pb = _as_unit(pa), _as_unit(pb)
     parts_F = [to_numpy(p.F) for p in (pa, pb) if p.E is not None]
     parts_c = [to_numpy(pa.scaled_to(E))] if pa.E is not None else []
@@ -663,7 +670,19 @@ def _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget):
         parts_c.append(-to_numpy(pb.scaled_to(E)))
     if not parts_F:
         return 0.0
-    F, c = _canonical_merge(np.concatenate(parts_F, axis=1), np.concatenate(parts_c), l)
+    return _precise_sumsq(np.concatenate(parts_F, axis=1), np.concatenate(parts_c), pa.order, chunk_bytes,
+                          budget)
+
+
+def _precise_sumsq(F, c, l, chunk_bytes, budget):
+    """``||sum_i c_i f_i^{(x) l}||^2`` summed entrywise (unit columns ``F``), or None if too costly.
+
+    Exactly equal components (after the sign convention) cancel exactly; the rest
+    is written in an orthonormal basis of the span of the remaining columns
+    (thin QR when ``d`` exceeds their number) and the squares of the ``k^l`` core
+    entries are summed, ``k <= min(d, n)``: relative precision ~ eps.
+    """
+    F, c = _canonical_merge(F, c, l)
     n = F.shape[1]
     if n == 0:
         return 0.0
@@ -674,6 +693,11 @@ def _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget):
     Z = F if d <= n else np.linalg.qr(F, mode="r")
     D = _dense_flat(Z, c, l, chunk_bytes)
     return float(np.vdot(D.reshape(-1), D.reshape(-1)))
+
+
+def _gram_noise(l, d, dtype, mass):
+    """Bound on the rounding error of a Gram expansion whose terms total ``mass^2`` in absolute value."""
+    return (l * math.sqrt(d) + 4.0) * float(np.finfo(dtype).eps) * mass * mass
 
 
 #: Cost bound (about the number of flops, ``k^l (n + n')``) of the automatic precise path.
@@ -690,28 +714,22 @@ def _cp_rel_error(pa, pb, chunk_bytes, precise, budget):
     ca, cb = pa.scaled_to(E), pb.scaled_to(E)
     na, nb = pa.F.shape[1], pb.F.shape[1]
     xp = pa.xp
-    if _dense_fits(d, l, pa.F.dtype.itemsize, chunk_bytes) and (na + nb) * d**l < (na + nb) ** 2 * (d + l) // 2:
-        # accumulate the residual densely: no cancellation beyond the rounding of its entries
-        D = _dense_flat(xp.concatenate([pa.F, pb.F], axis=1), xp.concatenate([ca, -cb]), l, chunk_bytes)
-        d2 = float(xp.vdot(D.reshape(-1), D.reshape(-1)))
-    else:
-        if precise is True:
-            d2 = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget)
-            if d2 is None:
-                d2 = (_gram_sum(pa.F, ca, pa.F, ca, l, chunk_bytes, same=True)
-                      - 2.0 * _gram_sum(pa.F, ca, pb.F, cb, l, chunk_bytes)
-                      + _gram_sum(pb.F, cb, pb.F, cb, l, chunk_bytes, same=True))
+    d2 = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget) if precise is True else None
+    if d2 is None:
+        if _dense_fits(d, l, pa.F.dtype.itemsize, chunk_bytes) and (na + nb) * d**l < (na + nb) ** 2 * (d + l) // 2:
+            # accumulate the residual densely: no cancellation beyond the rounding of its entries
+            D = _dense_flat(xp.concatenate([pa.F, pb.F], axis=1), xp.concatenate([ca, -cb]), l, chunk_bytes)
+            d2 = float(xp.vdot(D.reshape(-1), D.reshape(-1)))
         else:
             d2 = (_gram_sum(pa.F, ca, pa.F, ca, l, chunk_bytes, same=True)
                   - 2.0 * _gram_sum(pa.F, ca, pb.F, cb, l, chunk_bytes)
                   + _gram_sum(pb.F, cb, pb.F, cb, l, chunk_bytes, same=True))
-            # rounding of the expansion: every |c_i c_j (f_i . f_j)^l| <= |c_i| |c_j| ||f_i||^l ||f_j||^l,
-            # so its error is at most about (l sqrt(d) + 4) eps (sum_i |c_i| ||f_i||^l)^2; a value
-            # within 1e8 of that is not trusted
-            eps = float(np.finfo(pa.F.dtype).eps)
+        # rounding: every |c_i c_j (f_i . f_j)^l| <= |c_i| |c_j| ||f_i||^l ||f_j||^l, so the error of
+        # the expansion (and of the dense residual's entries) is at most about
+        # (l sqrt(d) + 4) eps (sum_i |c_i| ||f_i||^l)^2; a value within 1e8 of that is not trusted
+        if precise is None:
             s = _to_float(pa.mass(), pa.E - E) + _to_float(pb.mass(), pb.E - E)
-            noise = (l * math.sqrt(d) + 4.0) * eps * s * s
-            if precise is None and d2 <= noise / _PRECISE_RTOL:
+            if d2 <= _gram_noise(l, d, pa.F.dtype, s) / _PRECISE_RTOL:
                 dp = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget)
                 if dp is not None:
                     d2 = dp
