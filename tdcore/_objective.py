@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import get_backend, xp_of
-from ._tensor import SymCP, _contract_dense, check_target, norm
+from ._tensor import DEFAULT_CHUNK_BYTES, SymCP, _contract_dense, check_target, norm
 from ._validate import check_float
 
 __all__ = ["fit_objective", "vanilla_objective", "objective", "make_target_operator"]
@@ -76,11 +76,31 @@ class DenseTarget:
         return xp.stack([_contract_dense(self.T, Ub) for Ub in U])
 
 
+def dense_is_cheaper(target):
+    """True when contracting the dense ``d^l`` array beats the factored form of a SymCP.
+
+    A contraction ``T*(., u, ..., u)`` costs about ``d^l`` flops densely and
+    ``2 r d`` in factored form; the dense array is used when it is at least twice
+    cheaper and fits in half of :data:`tdcore.DEFAULT_CHUNK_BYTES` (e.g. a moment
+    tensor of many samples in few dimensions).
+    """
+    if not isinstance(target, SymCP):
+        return False
+    d, r, l = target.d, target.m, target.order
+    return 2 * d**l <= r * d and 8 * d**l <= DEFAULT_CHUNK_BYTES // 2
+
+
 def make_target_operator(target, backend="numpy", dtype=np.float64):
-    """Move a target (SymCP or dense array) to a backend in its internal form."""
+    """Move a target (SymCP or dense array) to a backend in its internal form.
+
+    A SymCP with many more components than ``d^(l-1)`` becomes a dense target
+    (built in blocks), see :func:`dense_is_cheaper`.
+    """
     be = get_backend(backend)
     target = check_target(target)
     if isinstance(target, SymCP):
+        if dense_is_cheaper(target):
+            return DenseTarget(be.asarray(target.to_numpy().to_dense(), dtype))
         return FactoredTarget(be.asarray(target.factors, dtype), be.asarray(target.weights, dtype), target.order)
     return DenseTarget(be.asarray(target, dtype))
 

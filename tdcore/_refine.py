@@ -101,7 +101,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from ._backend import to_numpy
-from ._objective import DenseTarget, FactoredTarget
+from ._objective import DenseTarget, FactoredTarget, dense_is_cheaper
 from ._tensor import SymCP, check_target, precise_rel_error  # noqa: F401  (re-exported)
 from ._validate import check_choice, check_float, check_int
 
@@ -251,8 +251,12 @@ class _Problem:
             self.V = np.asarray(to_numpy(target.factors), dtype=np.float64)
             self.w = np.asarray(to_numpy(target.weights), dtype=np.float64)
             self.l = target.order
-            self.op = FactoredTarget(self.V, self.w, self.l)
-            self.dense = None
+            if dense_is_cheaper(target):  # many components in few dimensions: contract the dense array
+                self.dense = np.asarray(to_numpy(target.to_numpy().to_dense()), dtype=np.float64)
+                self.op = DenseTarget(self.dense)
+            else:
+                self.op = FactoredTarget(self.V, self.w, self.l)
+                self.dense = None
         else:
             self.dense = np.asarray(to_numpy(target), dtype=np.float64)
             self.l = self.dense.ndim
