@@ -7,8 +7,22 @@ library needs is a polynomial in Gram matrices:
     <T, T'>  = sum_{i,j} w_i w'_j (u_i . u'_j)^l
     ||T||^2 = w^T (U^T U)^{o l} w
 
-so the cost is O(m m' d) and the ``d^l`` array is never formed.  Dense symmetric
+so the cost is O(m m' d) and the ``d^l`` array is not needed.  Dense symmetric
 ndarrays of shape ``(d,)*l`` are accepted wherever a target is expected.
+
+Numerics (see the comment block above :data:`DEFAULT_CHUNK_BYTES`):
+
+* scale: weights and factors anywhere in the floating range (the scale is
+  pulled out as exact powers of two; results overflow only when the value
+  itself is not a float);
+* memory: many components are processed in blocks, no temporary above
+  ``chunk_bytes`` (64 MiB by default), nothing of size ``m x m'`` for large
+  ``m``; where ``d^l`` is small the dense tensor is accumulated in blocks
+  instead (the cheaper of ``O(m m' d)`` and ``O((m + m') d^l)``);
+* precision: :func:`rel_error` and :func:`norm` switch to an entrywise
+  evaluation when the Gram expansion would be dominated by cancellation.
+
+:func:`moment_tensor` holds an empirical moment of many samples this way.
 """
 
 from __future__ import annotations

@@ -215,3 +215,22 @@ def test_zero_target_is_refused():
     T = tc.random_target(4, 2, 3, seed=0)
     with pytest.raises(ValueError, match="zero norm"):
         tc.algorithm1(T * 0.0, 3, epochs=1, iters=1, backend="numpy")
+
+
+def test_checkpoint_resume_and_init_state_at_scale(tmp_path):
+    T = tc.random_target(8, 2, 3, seed=7)
+    c = 1e-40
+    kw = dict(seed=2, epochs=4, iters=80, backend="numpy")
+    full = tc.algorithm1(T * c, 6, **kw)
+    ck = str(tmp_path / "ck.npz")
+    part = tc.algorithm1(T * c, 6, checkpoint=ck, callback=lambda info: info["epoch"] == 2, **kw)
+    assert len(part.history["epoch"]) == 2
+    resumed = tc.algorithm1(T * c, 6, checkpoint=ck, **kw)
+    assert resumed.history["rel_error"] == full.history["rel_error"]
+    np.testing.assert_array_equal(resumed.state["U"], full.state["U"])
+    # a returned state is for the target as given: restarting from it is scale-invariant too
+    base = tc.algorithm1(T, 6, **kw)
+    kw2 = dict(epochs=1, iters=20, reinit=False, seed=0, backend="numpy")
+    again = tc.algorithm1(T * c, 6, init_state=full.state, **kw2)
+    again1 = tc.algorithm1(T, 6, init_state=base.state, **kw2)
+    assert again.rel_error == pytest.approx(again1.rel_error, rel=RTOL_ALG)
