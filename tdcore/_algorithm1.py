@@ -65,7 +65,13 @@ class DivergenceError(FloatingPointError):
 
 @dataclass(frozen=True)
 class Params:
-    """The values an Algorithm 1 run actually used (see :func:`default_params`)."""
+    """The values an Algorithm 1 run actually used (see :func:`default_params`).
+
+    In a :class:`Result` they are for the target as given (``target_norm`` is
+    ``||T*||``); the run itself used the equivalent values for ``T* / ||T*||``
+    (``eta * target_norm``, ``lam / target_norm``, ``delta / sqrt(target_norm)``,
+    ``target_norm = 1``), which :attr:`BatchResult.params` and checkpoints hold.
+    """
 
     d: int
     order: int
