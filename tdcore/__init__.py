@@ -30,14 +30,14 @@ from ._lazy import lazy_fit, lazy_kernel, lazy_threshold_sweep, sym_dim
 from ._objective import fit_objective, objective, vanilla_objective
 from ._refine import decompose, precise_rel_error, refine
 from ._stats import epochs_to_accuracy, fit_line, fit_loglog_slope, success_rate, time_to_accuracy
-from ._tensor import (SymCP, check_target, inner, is_symmetric, norm, random_target, rel_error, subspace_basis,
-                      symmetrize)
+from ._tensor import (SymCP, check_target, inner, is_symmetric, moment_tensor, norm, random_target, rel_error,
+                      subspace_basis, symmetrize)
 from ._twolayer import empirical_loss, hermite, train_student
 
 __all__ = [
     # tensors and measurements
-    "SymCP", "random_target", "rel_error", "inner", "norm", "symmetrize", "is_symmetric", "check_target",
-    "subspace_basis",
+    "SymCP", "random_target", "moment_tensor", "rel_error", "inner", "norm", "symmetrize", "is_symmetric",
+    "check_target", "subspace_basis",
     # objectives
     "fit_objective", "vanilla_objective", "objective",
     # Algorithm 1 and refinement

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ._backend import get_backend, to_numpy
+from ._backend import get_backend, to_numpy, xp_of
 from ._objective import FactoredTarget, _coldot, _ipow, _mT, fit_terms, make_target_operator
-from ._tensor import SymCP, check_target, norm, subspace_basis
+from ._tensor import SymCP, _scaled_symcp, check_target, norm, subspace_basis
 from ._validate import (as_rng, atomic_write, check_bool, check_dtype, check_float, check_int, check_memory,
                         check_nonzero_target, check_path, check_seed, check_seeds)
 
@@ -83,7 +83,13 @@ class DivergenceError(FloatingPointError):
 
 @dataclass(frozen=True)
 class Params:
-    """The values an Algorithm 1 run actually used (see :func:`default_params`)."""
+    """The values an Algorithm 1 run actually used (see :func:`default_params`).
+
+    In a :class:`Result` they are for the target as given (``target_norm`` is
+    ``||T*||``); the run itself used the equivalent values for ``T* / ||T*||``
+    (``eta * target_norm``, ``lam / target_norm``, ``delta / sqrt(target_norm)``,
+    ``target_norm = 1``), which :attr:`BatchResult.params` and checkpoints hold.
+    """
 
     d: int
     order: int
@@ -125,7 +131,8 @@ def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, del
       from the threshold ``2 sqrt(m + K) delta`` to ``(1 + eta l beta ||T*||)`` times it.
       ``delta`` is chosen so that even this overshoot leaves a component of weight at
       most ``1e-4 ||T*||`` after the switch:
-      ``delta = 1e-2 sqrt(||T*||) / (2 sqrt(m + K) (1 + eta l beta ||T*||))``, capped at 1e-3.
+      ``delta = 1e-2 sqrt(||T*||) / (2 sqrt(m + K) (1 + eta l beta ||T*||))``, capped at
+      ``1e-3 sqrt(||T*||)``.
       This is what keeps l = 4 stable where a fixed delta and a step that works at
       l = 3 diverge.
 
@@ -134,6 +141,11 @@ def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, del
     below 0.05 for every l in {3, 4}, d in {10, 50, 200}, r in {2, 5, 8}, m = 3r; a
     fixed delta = 1e-3 with eta = 0.05 diverges in 10/10 runs at l = 4 (m = 60).  Four
     times the default step also succeeded there: the default keeps that margin.
+
+    The rule is scale-covariant: for ``c T*`` it gives ``eta / c``, ``c lam`` and
+    ``sqrt(c) delta``, under which Algorithm 1 maps the run on ``T*`` exactly onto the
+    run on ``c T*`` (the model is 2-homogeneous in ``U``).  :func:`algorithm1` uses
+    this: it runs on ``T* / ||T*||`` with the rule at ``||T*|| = 1`` and scales back.
     """
     d = check_int("d", d, minimum=1)
     order = check_int("order", order, minimum=2)
@@ -154,7 +166,7 @@ def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, del
     M = m + K
     boost = (d * M) ** ((order - 2) / 2)
     if delta is None:
-        delta = min(1e-3, 1e-2 * math.sqrt(tn) / (2 * math.sqrt(M) * (1 + eta * order * boost * tn)))
+        delta = min(1e-3, 1e-2 / (2 * math.sqrt(M) * (1 + eta * order * boost * tn))) * math.sqrt(tn)
     delta = check_float("delta", delta, positive=True)
     return Params(d=d, order=order, m=m, epochs=K, iters=H, delta=delta, eta=eta, lam=lam, target_norm=tn,
                   switch_factor=math.sqrt(d * M), switch_threshold=2 * math.sqrt(M) * delta)
@@ -177,11 +189,16 @@ class Result:
         ``n_switches`` made by the step; ``fresh_index``, ``fresh_norm``, ``fresh_ps_norm``
         of the latest re-initialised column); ``polish``: records of the optional
         final polish (``polish_failed`` is set when its refit broke down and the
-        pre-polish state was kept).
+        pre-polish state was kept).  The run works on ``T* / ||T*||``; errors are
+        relative, and the absolute values (``objective``, ``regularizer``, ``fit``,
+        ``f_*_reinit``, ``step_change``, ``pb_norm2``) are scaled back to ``T*`` as
+        given (``inf`` only where such a value is itself beyond the floating range).
     params : Params
-        The parameter values used.
+        The parameter values used, for the target as given (``target_norm`` is its
+        norm).  The run itself works on ``T* / ||T*||`` (see :func:`algorithm1`).
     state : dict
-        Final raw state (``U``, ``a``, ``c``, ``chat``, ``switched``) as NumPy arrays.
+        Final raw state (``U``, ``a``, ``c``, ``chat``, ``switched``) as NumPy arrays,
+        for the target as given.
     interrupted : bool
         True when the run was stopped by Ctrl-C (the result is partial).
     """
@@ -203,7 +220,13 @@ class Result:
 
 @dataclass
 class BatchResult:
-    """Outcome of B trials run together: ``results[b]`` is a :class:`Result`."""
+    """Outcome of B trials run together: ``results[b]`` is a :class:`Result`.
+
+    ``params`` holds the parameters every trial ran with on its normalised target
+    ``T*_b / ||T*_b||`` (``target_norm = 1``), or None when the trials needed
+    different ones (explicit ``eta``, ``lam`` or ``delta`` with targets of
+    different norms); ``results[b].params`` are trial b's values at its own scale.
+    """
 
     results: list
     params: Params
@@ -1285,14 +1308,152 @@ def _prepare_targets(targets, be, dtype):
     return op, [subspace_basis(t) for t in targets]
 
 
+def _normalise_target(target):
+    """``(T* / ||T*||, ||T*||)``: the run's target, with factor columns in a safe range.
+
+    For a SymCP the weights are divided by the norm and columns whose largest
+    entry is beyond ``2**+-16`` are shifted by an exact power of two (the weight
+    taking the opposite shift), so that the Gram powers of the run neither
+    overflow nor underflow; other columns, and every column of a unit-norm target,
+    are left bit-for-bit as they are.
+    """
+    alpha = norm(target)
+    if alpha == 0:
+        raise ValueError("target has zero norm: there is nothing to fit")
+    if not math.isfinite(alpha):
+        raise ValueError(f"target norm {alpha} is beyond the floating range")
+    if not isinstance(target, SymCP):
+        return target / alpha, alpha
+    xp = xp_of(target.factors)
+    F, w, l = target.factors, target.weights, target.order
+    colmax = xp.max(xp.abs(F), axis=0)
+    _, e = xp.frexp(xp.where(colmax > 0, colmax, 1.0))
+    e = xp.where(xp.abs(e) > 16, e, 0).astype(np.int64)
+    am, ea = math.frexp(alpha)
+    with np.errstate(under="ignore"):
+        w = xp.ldexp(w / am, l * e - ea)  # = w 2^(l e) / alpha, rounded once
+    if not bool(xp.all(xp.isfinite(w))):
+        raise ValueError("target has a component far larger than its norm (beyond the floating range "
+                         "after normalisation)")
+    return SymCP(w, xp.ldexp(F, -e), l), alpha
+
+
+def _run_params(d, order, m, alpha, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol):
+    """Parameters of the run on ``T* / alpha``: explicit values (given for ``T*``) mapped by the
+    scale covariance of Algorithm 1 (eta alpha, lam / alpha, delta / sqrt(alpha)), the rest
+    from :func:`default_params` at ``||T*|| = 1``."""
+    eta_i = None if eta is None else check_float("eta", eta, positive=True) * alpha
+    lam_i = None if lam is None else check_float("lam", lam, nonnegative=True) / alpha
+    delta_i = None if delta is None else check_float("delta", delta, positive=True) / math.sqrt(alpha)
+    p = default_params(d, order, m, 1.0, epochs=epochs, iters=iters, delta=delta_i, eta=eta_i, lam=lam_i)
+    polish = check_int("polish", polish, minimum=0)
+    tol = check_float("tol", tol, positive=True, allow_none=True)
+    return Params(**{**p.to_dict(), "reinit": bool(reinit), "mode_switch": bool(mode_switch), "polish": polish,
+                     "tol": tol})
+
+
+def _user_params(p, alpha, eta=None, lam=None, delta=None):
+    """The run's parameters ``p`` (for ``T* / alpha``) expressed for ``T*`` itself."""
+    if alpha == 1.0:
+        return p
+    r = math.sqrt(alpha)
+    dl = p.delta * r if delta is None else float(delta)
+    return replace(p, eta=p.eta / alpha if eta is None else float(eta), lam=p.lam * alpha if lam is None else float(lam),
+                   delta=dl, target_norm=float(alpha), switch_threshold=p.switch_threshold * r)
+
+
+def _state_scaled(st, alpha, inverse=False):
+    """A state of the run on ``T* / alpha`` as a state for ``T*`` (or back): U sqrt(alpha), c, chat / sqrt(alpha)."""
+    if alpha == 1.0:
+        return st
+    r = np.sqrt(np.asarray(alpha, dtype=float))
+    if inverse:
+        r = 1.0 / r
+    rU = r.reshape(r.shape + (1, 1)) if r.ndim else r
+    rc = r.reshape(r.shape + (1,)) if r.ndim else r
+    out = dict(st)
+    for key, fac, div in (("U", rU, False), ("c", rc, True), ("chat", rc, True)):
+        x = st[key]
+        f = np.asarray(fac, dtype=x.dtype) if hasattr(x, "dtype") else fac  # keep float32 float32
+        out[key] = x / f if div else x * f
+    return out
+
+
+#: History entries scaled like the objective (alpha^2) and like U^2 or the tensor (alpha).
+_HIST_SQUARED = ("objective", "regularizer", "f_before_reinit", "f_after_reinit", "fit")
+_HIST_LINEAR = ("pb_norm2", "step_change")
+
+
+def _history_scaled(h, alpha):
+    """A copy of a history of the run on ``T* / alpha`` with its absolute values for ``T*``.
+
+    Relative errors, counts and indices are unchanged; objective values are
+    multiplied by ``alpha^2`` and ``||P_B U||^2``, ``||T_t - T_{t-1}||`` by ``alpha``
+    (``inf`` where the value itself is beyond the floating range).
+    """
+    def conv(key, v):
+        if v is None or not isinstance(v, (int, float)) or isinstance(v, bool):
+            return v
+        if key in _HIST_SQUARED:
+            return _mul_safe(_mul_safe(v, alpha), alpha)
+        if key in _HIST_LINEAR:
+            return _mul_safe(v, alpha)
+        return v
+
+    out = {}
+    for key, val in h.items():
+        if key == "iterations":
+            out[key] = [{k: conv(k, v) for k, v in rec.items()} for rec in val]
+        elif isinstance(val, list):
+            out[key] = [conv(key, v) if not isinstance(v, dict) else dict(v) for v in val]
+        else:
+            out[key] = val
+    return out
+
+
+def _mul_safe(x, y):
+    with np.errstate(over="ignore"):
+        return float(np.float64(x) * np.float64(y))
+
+
+def _user_result(res, alpha, params):
+    """A Result of the normalised run, for the target as given (model, state, history scaled back)."""
+    res.params = params
+    if alpha != 1.0:
+        res.model = _scaled_symcp(res.model.weights, res.model.factors, res.model.order, alpha)
+        res.state = _state_scaled(res.state, alpha)
+        res.history = _history_scaled(res.history, alpha)
+    return res
+
+
+def _user_callback(callback, alphas, params, trials=None):
+    """Wrap a callback so that it sees states and parameters for the targets as given."""
+    if callback is None:
+        return None
+    alphas = np.asarray(alphas, dtype=float)
+
+    def cb(info):
+        info = dict(info)
+        if np.any(alphas != 1.0):
+            info["state"] = _state_scaled(info["state"], alphas)
+            info["history"] = [_history_scaled(h, float(a)) for h, a in zip(info["history"], alphas)]
+        info["params"] = params
+        if trials is not None:
+            info["trials"] = list(trials)
+        return callback(info)
+
+    return cb
+
+
 def _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol):
+    """The parameters of a run on ``target`` as given (no normalisation): benchmarks and tests that drive
+    :class:`_Run` directly use it."""
     d, order = target.shape[0], len(target.shape)
     p = default_params(d, order, m, norm(target), epochs=epochs, iters=iters, delta=delta, eta=eta, lam=lam)
     polish = check_int("polish", polish, minimum=0)
     tol = check_float("tol", tol, positive=True, allow_none=True)
-    reinit = check_bool("reinit", reinit)
-    mode_switch = check_bool("mode_switch", mode_switch)
-    return Params(**{**p.to_dict(), "reinit": reinit, "mode_switch": mode_switch, "polish": polish, "tol": tol})
+    return Params(**{**p.to_dict(), "reinit": check_bool("reinit", reinit),
+                     "mode_switch": check_bool("mode_switch", mode_switch), "polish": polish, "tol": tol})
 
 
 def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, eta=None, lam=None,
@@ -1304,11 +1465,17 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     Parameters
     ----------
     targets : SymCP, dense array, or sequence of B SymCP of equal shape
-        One shared target, or one target per trial.
+        One shared target, or one target per trial.  Every trial runs on its own
+        normalised target ``T*_b / ||T*_b||`` with its own parameters, exactly as
+        :func:`algorithm1` would: the default rule then gives all trials the same
+        normalised parameters (one batch, whatever the norms); explicit ``eta``,
+        ``lam``, ``delta`` are for each target as given, so trials whose norms
+        differ (beyond 1e-12) run in separate batches.
     m : int
         Number of components.
     seeds : sequence of int
-        One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``.
+        One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``
+        (with the same explicit parameters, if any).
     divergence : {"freeze", "raise"}
         ``"freeze"`` stops updating a diverged trial and keeps its last finite state
         (marked ``history["diverged_at"]``); ``"raise"`` raises :class:`DivergenceError`.
@@ -1323,6 +1490,10 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         trial's computation is the same as with ``workers=1`` (with ``tol``, a
         chunk stops when its own trials are done).  Not with ``callback`` or
         ``progress``, which report on the whole batch; CPU (NumPy) backend only.
+    callback : callable, optional
+        As in :func:`algorithm1`, per batch of trials sharing their parameters;
+        when there are several such batches ``info["trials"]`` lists the trial
+        indices and ``info["params"]`` the normalised parameters of that batch.
     max_bytes : int, optional
         Refuse (``MemoryError``, before any work) a run whose estimated peak
         memory (:func:`estimate_memory`) is above this; default: the environment
@@ -1351,16 +1522,37 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
     m = check_int("m", m, minimum=1)
     progress = check_bool("progress", progress)
     return_numpy = check_bool("return_numpy", return_numpy)
+    reinit = check_bool("reinit", reinit)
+    mode_switch = check_bool("mode_switch", mode_switch)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    p = _make_params(targets[0], m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
+    d, order = targets[0].shape[0], len(targets[0].shape)
+    # every trial runs on its own normalised target T*_b / ||T*_b||
+    if all(t is targets[0] for t in targets):
+        t_int, a0 = _normalise_target(targets[0])
+        internal, alphas = [t_int] * len(targets), [a0] * len(targets)
+    else:
+        pairs = [_normalise_target(t) for t in targets]
+        internal, alphas = [q[0] for q in pairs], [q[1] for q in pairs]
+    # per-trial parameters: with the default rule they do not depend on the norm, so all trials
+    # share them; explicit eta / lam / delta are for each target as given, and trials whose norms
+    # agree to 1e-12 share one mapping (the difference is below the rounding of the run)
+    ref_alphas, groups, user_params = [], {}, []
+    for b, a in enumerate(alphas):
+        a_g = next((g for g in ref_alphas if abs(a / g - 1.0) <= 1e-12), None)
+        if a_g is None:
+            ref_alphas.append(a)
+            a_g = a
+        if eta is None and lam is None and delta is None:
+            a_g = 1.0
+        p_b = _run_params(d, order, m, a_g, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
+        groups.setdefault(p_b, []).append(b)
+        user_params.append(_user_params(p_b, a, eta, lam, delta))
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)
     workers = check_int("workers", workers, minimum=1)
-    _check_run_memory("algorithm1_batch", p, targets, len(seeds), dt, rec, max_bytes)
-    op, bases = _prepare_targets(targets, be, dt)
-    basis = None if bases is None else be.asarray(np.stack(bases), dt) if len({b.shape for b in bases}) == 1 else None
+    _check_run_memory("algorithm1_batch", next(iter(groups)), targets, len(seeds), dt, rec, max_bytes)
     rngs = [as_rng(s) for s in seeds]
     if workers > 1:
         if callback is not None or progress:
@@ -1369,46 +1561,66 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         if be.name != "numpy":
             raise ValueError(f"workers > 1 is for the CPU (NumPy) backend; this run uses {be.name!r}")
     t0 = time.perf_counter()
-    chunks = [c for c in np.array_split(np.arange(len(seeds)), workers) if len(c)]
-    runs = []
-    for idx in chunks:
-        if len(chunks) == 1:
-            op_c, basis_c = op, basis
-        elif isinstance(op, FactoredTarget) and op.V.shape[0] > 1:
-            op_c = FactoredTarget(op.V[idx], op.w[idx], op.order)
-            basis_c = None if basis is None else basis[idx]
-        else:  # one shared target
-            op_c, basis_c = op, None if basis is None else basis[idx]
-        runs.append(_Run(op_c, p, [rngs[i] for i in idx], be, dt, basis=basis_c, record_every=rec,
-                         callback=callback, divergence=divergence))
+    chunks, runs, run_params = [], [], []
+    for p, members in groups.items():
+        members = np.asarray(members)
+        op, bases = _prepare_targets([internal[i] for i in members], be, dt)
+        basis = (None if bases is None else be.asarray(np.stack(bases), dt) if len({b.shape for b in bases}) == 1
+                 else None)
+        parts = [c for c in np.array_split(np.arange(len(members)), workers) if len(c)]
+        for loc in parts:
+            if len(parts) == 1:
+                op_c, basis_c = op, basis
+            elif isinstance(op, FactoredTarget) and op.V.shape[0] > 1:
+                op_c = FactoredTarget(op.V[loc], op.w[loc], op.order)
+                basis_c = None if basis is None else basis[loc]
+            else:  # one shared target
+                op_c, basis_c = op, None if basis is None else basis[loc]
+            idx = members[loc]
+            cb = _user_callback(callback, [alphas[i] for i in idx], p, trials=None if len(groups) == 1 else idx)
+            chunks.append(idx)
+            run_params.append(p)
+            runs.append(_Run(op_c, p, [rngs[i] for i in idx], be, dt, basis=basis_c, record_every=rec,
+                             callback=cb, divergence=divergence))
 
     def go(run):
         run.init_state()
-        stopped = run.run(progress=progress, tol=p.tol, t0=t0)
-        if p.polish and not stopped:
-            _polish(run, p.polish)
+        stopped = run.run(progress=progress, tol=run.p.tol, t0=t0)
+        if run.p.polish and not stopped:
+            _polish(run, run.p.polish)
         return stopped
 
     if len(runs) == 1:
         flags = [go(runs[0])]
+    elif workers == 1:
+        flags = []
+        for run in runs:
+            if flags and flags[-1]:  # Ctrl-C in an earlier group: the rest keep their initial state
+                run.init_state()
+                flags.append(True)
+            else:
+                flags.append(go(run))
     else:
-        flags = _run_threads(go, runs)
+        flags = _run_threads(go, runs, workers)
     interrupted = any(flags)
-    results, diverged = [], []
+    results, diverged = [None] * len(seeds), []
     for idx, run in zip(chunks, runs):
-        results += _collect(run, return_numpy, [seeds[i] for i in idx])
+        for i, res in zip(idx, _collect(run, return_numpy, [seeds[i] for i in idx])):
+            results[int(i)] = _user_result(res, alphas[int(i)], user_params[int(i)])
         diverged += [int(idx[b]) for b in range(run.B) if not run.active[b]]
-    return BatchResult(results=results, params=p, elapsed=time.perf_counter() - t0, interrupted=interrupted,
-                       diverged=diverged)
+    return BatchResult(results=results, params=next(iter(groups)) if len(groups) == 1 else None,
+                       elapsed=time.perf_counter() - t0, interrupted=interrupted, diverged=sorted(diverged))
 
 
-def _run_threads(fn, runs):
-    """``fn(run)`` for every run, one thread each, BLAS single-threaded; Ctrl-C stops them all."""
+def _run_threads(fn, runs, workers=None):
+    """``fn(run)`` for every run, in ``workers`` threads (default one each), BLAS single-threaded;
+    Ctrl-C stops them all."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(runs)) as ex:
+    n_threads = len(runs) if workers is None else max(1, min(workers, len(runs)))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as ex:
         futs = [ex.submit(fn, run) for run in runs]
         try:
             return [f.result() for f in futs]
@@ -1485,6 +1697,17 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     -------
     Result
 
+    Notes
+    -----
+    Scale invariance: the run works on ``T* / ||T*||`` with :func:`default_params`
+    at ``||T*|| = 1`` (explicit ``eta``, ``lam``, ``delta`` are for ``T*`` as given
+    and are mapped to ``eta ||T*||``, ``lam / ||T*||``, ``delta / sqrt(||T*||)``); the
+    model, the state and ``Result.params`` are scaled back.  The relative errors
+    of ``c T*`` are those of ``T*`` for any ``c`` in the floating range (checked
+    from ``1e-300`` to ``1e300`` in ``tests/core/test_scale.py``).  ``callback``
+    sees the state and parameters for ``T*`` as given; ``checkpoint`` files hold
+    the normalised run.
+
     Raises
     ------
     DivergenceError
@@ -1510,9 +1733,15 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     progress = check_bool("progress", progress)
     resume = check_bool("resume", resume)
     return_numpy = check_bool("return_numpy", return_numpy)
+    reinit = check_bool("reinit", reinit)
+    mode_switch = check_bool("mode_switch", mode_switch)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    p = _make_params(target, m, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
+    # the run works on T* / ||T*|| (scale invariance) and is scaled back at the end
+    t_int, alpha = _normalise_target(target)
+    p = _run_params(target.shape[0], len(target.shape), m, alpha, epochs, iters, delta, eta, lam, reinit,
+                    mode_switch, polish, tol)
+    p_user = _user_params(p, alpha, eta, lam, delta)
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)
@@ -1527,10 +1756,11 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     if checkpoint and resume and os.path.exists(checkpoint):
         loaded = _load_checkpoint(checkpoint)
         _check_checkpoint_matches(checkpoint, *loaded, p, dt, seed, fingerprint, _init_fingerprint(init_state))
-    op, bases = _prepare_targets([target], be, dt)
+    op, bases = _prepare_targets([t_int], be, dt)
     basis = None if bases is None else be.asarray(np.stack(bases), dt)
     rng = as_rng(seed)
-    run = _Run(op, p, [rng], be, dt, basis=basis, record_every=rec, callback=callback, divergence="raise")
+    run = _Run(op, p, [rng], be, dt, basis=basis, record_every=rec, callback=_user_callback(callback, [alpha], p_user),
+               divergence="raise")
     run.ck_info = {"seed": _seed_record(seed), "target_fingerprint": fingerprint,
                    "init_state_fingerprint": _init_fingerprint(init_state) if checkpoint else None}
     t0 = time.perf_counter()
@@ -1550,7 +1780,7 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         t0 -= meta["elapsed"]
         finished = bool(meta.get("finished")) and run.epoch > 0
     elif init_state is not None:
-        run.load_state(init_state)
+        run.load_state(_state_scaled(init_state, alpha, inverse=True))
     else:
         run.init_state()
     try:
@@ -1558,15 +1788,26 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         interrupted = False if finished else run.run(progress=progress, checkpoint=checkpoint,
                                                      checkpoint_every=checkpoint_every, tol=p.tol, t0=t0)
     except DivergenceError as exc:
-        exc.partial = _collect(run, True, [seed])[0]
-        raise
+        partial = _user_result(_collect(run, True, [seed])[0], alpha, p_user)
+        if alpha == 1.0:
+            exc.partial = partial
+            raise
+        # the run's step eta is eta_user * alpha: so is its suggestion min(eta / 4, default)
+        suggested = exc.suggested_eta / alpha
+        msg = str(exc).replace(f"eta={p.eta:g}. Try eta={exc.suggested_eta:g}",
+                               f"eta={p_user.eta:g}. Try eta={suggested:g}")
+        raise DivergenceError(msg + " (objective values of the run on T*/||T*||)", epoch=exc.epoch,
+                              iteration=exc.iteration, state=_state_scaled(exc.state, alpha),
+                              suggested_eta=suggested, partial=partial,
+                              last_finite_state=_state_scaled(exc.last_finite_state, alpha),
+                              state_iteration=exc.state_iteration) from None
     if p.polish and not interrupted:
         try:
             _polish(run, p.polish)
         except KeyboardInterrupt:  # keep the (consistent) partly polished state, flagged
             interrupted = True
             run.hist[0]["polish_interrupted"] = True
-    res = _collect(run, return_numpy, [seed])[0]
+    res = _user_result(_collect(run, return_numpy, [seed])[0], alpha, p_user)
     res.interrupted = interrupted
     return res
 

@@ -422,7 +422,11 @@ def power_method(target, rank, *, n_restarts=10, n_iter=100, seed=None, tol=1e-1
 
 
 def _rel_error_fast(model, target, tn2):
+    """Relative error from the Gram expansion with the target norm known; the automatic
+    precise evaluation of :func:`tdcore.rel_error` where it would be dominated by rounding."""
     d2 = inner(model, model) - 2 * inner(model, target) + tn2
+    if d2 < 1e-6 * tn2:  # below ~1e-3 relative: cancellation can dominate (sqrt(eps)-level noise)
+        return rel_error(model, target)
     return math.sqrt(max(d2, 0.0) / tn2)
 
 

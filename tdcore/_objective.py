@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import asarray_on, get_backend, on_common, xp_of
-from ._tensor import SymCP, _contract_dense, check_target
+from ._tensor import DEFAULT_CHUNK_BYTES, SymCP, _contract_dense, check_target, norm
 from ._validate import check_float
 
 __all__ = ["fit_objective", "vanilla_objective", "objective", "make_target_operator"]
@@ -37,14 +37,28 @@ class FactoredTarget:
 
     def __init__(self, V, w, order):
         self.V, self.w, self.order = V, w, order
-        xp = xp_of(V)
-        Gv = _mT(V) @ V
-        self.norm2 = xp.sum(w[..., :, None] * Gv ** order * w[..., None, :], axis=(-1, -2))
+        self.norm2 = _factored_norm2(V, w, order)
         self.d = V.shape[-2]
 
     def contract(self, U):
         A = _mT(self.V) @ U  # (.., r, m)
         return self.V @ (self.w[..., :, None] * _ipow(A, self.order - 1))
+
+
+def _factored_norm2(V, w, order):
+    """``||sum_k w_k v_k^{(x) l}||^2`` per batch entry, scale-robust and in blocks.
+
+    Uses :func:`tdcore.norm` (Gram blocks or the dense tensor in blocks), so that a
+    target with many components (e.g. a moment tensor) never forms its ``r x r``
+    Gram matrix.  Returns an array of the batch shape (0-d when unbatched).
+    """
+    xp = xp_of(V)
+    if V.ndim == 2:
+        return xp.asarray(norm(SymCP(w, V, order)) ** 2, dtype=V.dtype)
+    flat_V = V.reshape((-1,) + V.shape[-2:])
+    flat_w = w.reshape((-1, w.shape[-1]))
+    vals = [norm(SymCP(flat_w[b], flat_V[b], order)) ** 2 for b in range(flat_V.shape[0])]
+    return xp.asarray(vals, dtype=V.dtype).reshape(V.shape[:-2])
 
 
 class DenseTarget:
@@ -62,11 +76,31 @@ class DenseTarget:
         return xp.stack([_contract_dense(self.T, Ub) for Ub in U])
 
 
+def dense_is_cheaper(target):
+    """True when contracting the dense ``d^l`` array beats the factored form of a SymCP.
+
+    A contraction ``T*(., u, ..., u)`` costs about ``d^l`` flops densely and
+    ``2 r d`` in factored form; the dense array is used when it is at least twice
+    cheaper and fits in half of :data:`tdcore.DEFAULT_CHUNK_BYTES` (e.g. a moment
+    tensor of many samples in few dimensions).
+    """
+    if not isinstance(target, SymCP):
+        return False
+    d, r, l = target.d, target.m, target.order
+    return 2 * d**l <= r * d and 8 * d**l <= DEFAULT_CHUNK_BYTES // 2
+
+
 def make_target_operator(target, backend="numpy", dtype=np.float64):
-    """Move a target (SymCP or dense array) to a backend in its internal form."""
+    """Move a target (SymCP or dense array) to a backend in its internal form.
+
+    A SymCP with many more components than ``d^(l-1)`` becomes a dense target
+    (built in blocks), see :func:`dense_is_cheaper`.
+    """
     be = get_backend(backend)
     target = check_target(target)
     if isinstance(target, SymCP):
+        if dense_is_cheaper(target):
+            return DenseTarget(be.asarray(target.to_numpy().to_dense(), dtype))
         return FactoredTarget(be.asarray(target.factors, dtype), be.asarray(target.weights, dtype), target.order)
     return DenseTarget(be.asarray(target, dtype))
 

@@ -87,7 +87,8 @@ span of all components (``[X, V] = Q Z``, thin QR) and summing the squares of
 the ``k^l`` core entries ``sum_a c_a z_a^{(x) l}`` (``k <= min(d, m + r)``), which is
 done when ``k^l (m + r)`` is at most ``precise_budget`` (else the Gram expansion
 is kept and tolerances below ``~1e-8`` may end in ``"stagnation"``).
-:func:`precise_rel_error` exposes this evaluation.
+:func:`precise_rel_error` (in ``_tensor``, re-exported here) exposes this
+evaluation, and :func:`tdcore.rel_error` uses it by itself for nearly equal tensors.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from ._backend import to_numpy
-from ._objective import DenseTarget, FactoredTarget
-from ._tensor import SymCP, check_target
+from ._objective import DenseTarget, FactoredTarget, dense_is_cheaper
+from ._tensor import SymCP, check_target, precise_rel_error  # noqa: F401  (re-exported)
 from ._validate import check_choice, check_float, check_int, check_memory, check_nonzero_target
 
 __all__ = ["refine", "RefineResult", "decompose", "DecomposeResult", "precise_rel_error",
@@ -250,8 +251,12 @@ class _Problem:
             self.V = np.asarray(to_numpy(target.factors), dtype=np.float64)
             self.w = np.asarray(to_numpy(target.weights), dtype=np.float64)
             self.l = target.order
-            self.op = FactoredTarget(self.V, self.w, self.l)
-            self.dense = None
+            if dense_is_cheaper(target):  # many components in few dimensions: contract the dense array
+                self.dense = np.asarray(to_numpy(target.to_numpy().to_dense()), dtype=np.float64)
+                self.op = DenseTarget(self.dense)
+            else:
+                self.op = FactoredTarget(self.V, self.w, self.l)
+                self.dense = None
         else:
             self.dense = np.asarray(to_numpy(target), dtype=np.float64)
             self.l = self.dense.ndim
@@ -464,47 +469,6 @@ def _to_model(X, sigma, l):
         keep[0] = True
         return SymCP(np.zeros(1), np.eye(X.shape[0], 1), l)
     return SymCP(sigma[keep] * nrm[keep] ** l, X[:, keep] / nrm[keep], l)
-
-
-def precise_rel_error(model, target, *, budget=2 * 10**8):
-    """Relative error ``||model - T*|| / ||T*||`` without the Gram expansion's cancellation.
-
-    :func:`tdcore.rel_error` expands ``||model - T*||^2`` through Gram matrices
-    and cannot resolve values below about ``1e-8``.  Here the residual is summed
-    entrywise: densely for a dense target, and for a SymCP target in an
-    orthonormal basis of the span of both tensors' components (a ``k^l`` core,
-    ``k <= min(d, m + r)``), which resolves relative errors down to ``~1e-15``.
-
-    Parameters
-    ----------
-    model : SymCP
-    target : SymCP or dense symmetric array
-    budget : int
-        Largest ``k^l (m + r)`` accepted for a SymCP target (about the number of
-        flops); above it the Gram expansion of :func:`tdcore.rel_error` is
-        returned instead.  A dense target is always summed densely.
-
-    Returns
-    -------
-    float
-    """
-    if not isinstance(model, SymCP):
-        raise TypeError(f"model must be a tdcore.SymCP, got {type(model).__name__}")
-    target = check_target(target)
-    budget = check_int("budget", budget, minimum=1)
-    l, d = _target_shape(target)
-    _check_model_matches(model, l, d)
-    s = np.asarray(to_numpy(model.weights), dtype=np.float64)
-    U = np.asarray(to_numpy(model.factors), dtype=np.float64)
-    prob = _Problem(target, s, budget)
-    if prob.tn2 <= 0:
-        raise ValueError("target has zero norm; the relative error is undefined")
-    f = prob.precise_f(U)
-    if f is None:
-        from ._tensor import rel_error
-
-        return rel_error(model, target)
-    return math.sqrt(2.0 * f / prob.tn2)
 
 
 def _target_shape(target):

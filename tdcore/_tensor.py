@@ -7,8 +7,22 @@ library needs is a polynomial in Gram matrices:
     <T, T'>  = sum_{i,j} w_i w'_j (u_i . u'_j)^l
     ||T||^2 = w^T (U^T U)^{o l} w
 
-so the cost is O(m m' d) and the ``d^l`` array is never formed.  Dense symmetric
+so the cost is O(m m' d) and the ``d^l`` array is not needed.  Dense symmetric
 ndarrays of shape ``(d,)*l`` are accepted wherever a target is expected.
+
+Numerics (see the comment block above :data:`DEFAULT_CHUNK_BYTES`):
+
+* scale: weights and factors anywhere in the floating range (the scale is
+  pulled out as exact powers of two; results overflow only when the value
+  itself is not a float);
+* memory: many components are processed in blocks, no temporary above
+  ``chunk_bytes`` (64 MiB by default), nothing of size ``m x m'`` for large
+  ``m``; where ``d^l`` is small the dense tensor is accumulated in blocks
+  instead (the cheaper of ``O(m m' d)`` and ``O((m + m') d^l)``);
+* precision: :func:`rel_error` and :func:`norm` switch to an entrywise
+  evaluation when the Gram expansion would be dominated by cancellation.
+
+:func:`moment_tensor` holds an empirical moment of many samples this way.
 """
 
 from __future__ import annotations
@@ -18,7 +32,7 @@ import math
 
 import numpy as np
 
-from ._backend import on_common, to_numpy, xp_of
+from ._backend import asarray_on, on_common, to_numpy, xp_of
 from ._validate import as_rng, check_bool, check_factor_matrix, check_int, check_memory, check_order, check_vector
 
 __all__ = [
@@ -32,6 +46,9 @@ __all__ = [
     "check_target",
     "subspace_basis",
     "DEFAULT_MAX_DENSE_BYTES",
+    "DEFAULT_CHUNK_BYTES",
+    "precise_rel_error",
+    "moment_tensor",
 ]
 
 #: Largest dense array :meth:`SymCP.to_dense` builds unless told otherwise (1 GiB).
@@ -109,13 +126,13 @@ class SymCP:
         _, F, X = on_common(self.factors, other.factors)
         return F.T @ X
 
-    def inner(self, other):
-        """Frobenius inner product with another SymCP or a dense symmetric array."""
-        return inner(self, other)
+    def inner(self, other, *, chunk_bytes=None):
+        """Frobenius inner product with another SymCP or a dense symmetric array (see :func:`inner`)."""
+        return inner(self, other, chunk_bytes=chunk_bytes)
 
-    def norm(self):
-        """Frobenius norm, from the Gram matrix (O(m^2 d))."""
-        return norm(self)
+    def norm(self, *, chunk_bytes=None):
+        """Frobenius norm, from Gram blocks or the dense tensor in blocks (see :func:`norm`)."""
+        return norm(self, chunk_bytes=chunk_bytes)
 
     def __neg__(self):
         return SymCP(-self.weights, self.factors, self.order)
@@ -140,11 +157,24 @@ class SymCP:
         return self + (-other)
 
     def normalized(self):
-        """This tensor scaled to unit Frobenius norm."""
-        n = self.norm()
-        if n == 0:
+        """This tensor scaled to unit Frobenius norm.
+
+        The factors are kept and the weights divided by the norm; where that
+        would leave the floating range (weights and factors at opposite
+        extremes), the tensor is returned with unit factors instead.
+        """
+        p = _cp_form(self)
+        if p.E is None:
             raise ValueError("cannot normalise a tensor of zero norm")
-        return self * (1.0 / n)
+        s2 = _cp_sumsq(p, DEFAULT_CHUNK_BYTES)  # ||T||^2 / 4**E
+        n = _sqrt_scaled(s2, 2 * p.E)
+        if 0 < n < math.inf:
+            xp = xp_of(self.weights)
+            w = self.weights * (1.0 / n)
+            tiny = np.finfo(w.dtype).tiny
+            if bool(xp.all(xp.isfinite(w))) and bool(xp.all((w == 0) | (xp.abs(w) >= tiny))):
+                return SymCP(w, self.factors, self.order)
+        return SymCP(p.c / math.sqrt(s2), p.F, self.order)
 
     def contract(self, U):
         """``T(., u_j, ..., u_j)`` for every column ``u_j`` of ``U``: shape (d, n)."""
@@ -176,14 +206,13 @@ class SymCP:
                 f"(d**order = {self.d}**{self.order} entries), above max_bytes={_fmt_bytes(max_bytes)}. "
                 "Use the implicit operations (inner, norm, rel_error), or pass a larger max_bytes.")
         xp = xp_of(self.factors)
-        T = xp.zeros(self.shape, dtype=self.factors.dtype)
-        letters = "abcdefghijklmnopqrstuvwxyz"[: self.order]
-        spec = ",".join(f"{ch}z" for ch in letters) + ",z->" + letters
-        # contract in blocks of columns to keep temporaries at the size of T
-        for start in range(0, self.m, 256):
-            Ub = self.factors[:, start:start + 256]
-            T += xp.einsum(spec, *([Ub] * self.order), self.weights[start:start + 256], optimize="greedy")
-        return T
+        p = _cp_form(self)
+        if p.E is None:
+            return xp.zeros(self.shape, dtype=self.factors.dtype)
+        # unit factors, accumulated in blocks of columns (temporaries of at most
+        # DEFAULT_CHUNK_BYTES besides T), and the scale applied once at the end
+        T = _dense_flat(p.F, p.c, self.order, DEFAULT_CHUNK_BYTES).reshape(self.shape)
+        return xp.ldexp(T, p.E)
 
 
 def _fmt_bytes(n):
@@ -293,65 +322,598 @@ def _contract_dense(T, U, *, block_bytes=64 * 2**20):
     return out
 
 
-def inner(a, b):
-    """Frobenius inner product ``<a, b>`` of two symmetric tensors.
+# -- scale-robust, chunked arithmetic --------------------------------------------------
+#
+# Every quantity is computed with the scale pulled out.  A SymCP becomes
+# ``2**E * sum_i c_i f_i^{(x) l}`` with unit columns ``f_i`` (each column first
+# scaled by an exact power of two, then divided by its norm) and the weights
+# ``c_i = w_i ||u_i||^l / 2**E`` (``|c_i| <= d^{l/2}``; components below ``2**-1074``
+# times the largest one vanish, which is below rounding).  A dense array becomes
+# ``2**E * A`` with ``max |A|`` in [0.5, 1).  Gram entries of unit columns are at
+# most 1 in absolute value, so no power ``(f_i . f_j)^l`` and no sum over the
+# weights can overflow or underflow whatever the input's scale; exponents are
+# added as integers and the result is converted to a float once, at the end.
+#
+# Memory: products of many components are formed in blocks.  Besides the inputs
+# (and their unit-column copies, the size of the factors), no temporary of
+# ``inner``/``norm``/``rel_error`` is larger than ``chunk_bytes`` (default
+# ``DEFAULT_CHUNK_BYTES`` = 64 MiB): Gram blocks ``f_a^T f_b`` and their powers for
+# two SymCP (O(n n' d) work), or, where it is cheaper, the dense tensor
+# accumulated in blocks of components (O((n + n') d^l) work, chosen only when the
+# ``d^l`` array fits in half of ``chunk_bytes``).  A dense operand costs at most one
+# further ``d^l`` array (its scaled copy or the residual of ``rel_error``).
 
-    Either argument may be a :class:`SymCP` or a dense symmetric array; the
-    ``d^l`` array is never formed when both are SymCP.
+#: Bound (bytes) on the temporaries of :func:`inner`, :func:`norm` and :func:`rel_error` (64 MiB).
+DEFAULT_CHUNK_BYTES = 2**26
+
+#: The Gram expansion of ``||a - b||^2`` is replaced by the precise evaluation when its
+#: rounding error could exceed this fraction of the value (see :func:`rel_error`).
+_PRECISE_RTOL = 1e-8
+
+
+class _CP:
+    """A SymCP with its scale pulled out: ``2**E * sum_i c_i f_i^{(x) order}``.
+
+    ``unit``: the ``f_i`` are unit vectors; otherwise they are the factors as given,
+    whose column scales are within ``2**+-(400 // order)`` (so that Gram powers
+    of them neither overflow nor underflow) and only the weights were rescaled.
+    ``E`` is None for the zero tensor (then ``c`` is empty).
     """
+
+    __slots__ = ("F", "c", "E", "order", "xp", "unit")
+
+    def __init__(self, F, c, E, order, xp, unit):
+        self.F, self.c, self.E, self.order, self.xp, self.unit = F, c, E, order, xp, unit
+
+    def scaled_to(self, E):
+        """The weights expressed at scale ``2**E`` (exact up to underflow of negligible parts)."""
+        if self.E is None:
+            return self.c
+        return self.xp.ldexp(self.c, int(self.E - E))
+
+    def mass(self):
+        """``sum_i |c_i| ||f_i||^l``: bounds every term of the Gram expansion."""
+        xp = self.xp
+        if self.E is None:
+            return 0.0
+        if self.unit:
+            return float(xp.sum(xp.abs(self.c)))
+        n2 = xp.einsum("ij,ij->j", self.F, self.F)
+        return float(xp.sum(xp.abs(self.c) * n2 ** (self.order / 2)))
+
+
+def _colmax(F):
+    xp = xp_of(F)
+    return xp.maximum(xp.max(F, axis=0), -xp.min(F, axis=0))  # no |F| temporary
+
+
+def _cp_form(T, unit=False):
+    """The :class:`_CP` form of a SymCP: raw factors when their scales are safe (no copy), else unit ones."""
+    xp = xp_of(T.factors)
+    F, w, l = T.factors, T.weights, T.order
+    colmax = _colmax(F)
+    keep = (colmax > 0) & (w != 0)
+    if not bool(xp.all(keep)):
+        F, w, colmax = F[:, keep], w[keep], colmax[keep]
+    if F.shape[1] == 0:
+        return _CP(F, w, None, l, xp, True)
+    _, e = xp.frexp(colmax)
+    if not unit and int(xp.max(xp.abs(e))) <= 400 // l:
+        _, ew = xp.frexp(w)
+        E = int(xp.max(ew))
+        return _CP(F, xp.ldexp(w, -E), E, l, xp, False)
+    return _unit_form(F, w, 0, l, xp, e)
+
+
+def _unit_form(F, w, E0, l, xp, e=None):
+    """``2**E0 sum_i w_i F_i^l`` with unit columns (every column non-zero, every weight non-zero)."""
+    if e is None:
+        _, e = xp.frexp(_colmax(F))
+    # exact: every column's largest entry now in [0.5, 1).  The norms are reduced along
+    # contiguous rows of F^T, so a column's result does not depend on its position
+    # (equal columns stay bitwise equal: rel_error cancels them exactly)
+    Ft = xp.ascontiguousarray(xp.ldexp(F, -e).T)
+    nrm = xp.sqrt(xp.sum(Ft * Ft, axis=1))
+    F = (Ft / nrm[:, None]).T
+    mw, ew = xp.frexp(w)
+    ex = ew.astype(np.int64) + l * e.astype(np.int64)
+    E = int(xp.max(ex))
+    c = xp.ldexp(mw * nrm**l, ex - E)
+    return _CP(F, c, E + E0, l, xp, True)
+
+
+def _as_unit(p):
+    """``p`` with unit columns (a copy of the factors; used by the precise path)."""
+    if p.unit or p.E is None:
+        return p
+    live = p.c != 0
+    F, c = (p.F, p.c) if bool(p.xp.all(live)) else (p.F[:, live], p.c[live])
+    if F.shape[1] == 0:
+        return _CP(F, c, None, p.order, p.xp, True)
+    return _unit_form(F, c, p.E, p.order, p.xp)
+
+
+def _dense_exp(T):
+    """``E`` with ``max |T| = m 2**E``, m in [0.5, 1); None for the zero array."""
+    xp = xp_of(T)
+    mx = float(xp.max(xp.abs(T))) if T.size else 0.0
+    return None if mx == 0 else math.frexp(mx)[1]
+
+
+def _to_float(mant, exp):
+    """``mant * 2**exp`` as a float (inf on overflow, 0 or subnormal on underflow)."""
+    mant = float(mant)
+    if mant == 0 or not math.isfinite(mant):
+        return mant
+    m, e = math.frexp(mant)
+    e += int(exp)
+    if e > 1024:
+        return math.copysign(math.inf, m)
+    return math.ldexp(m, max(e, -1100))
+
+
+def _sqrt_scaled(mant, exp):
+    """``sqrt(mant * 2**exp)`` for ``mant >= 0``."""
+    mant = max(float(mant), 0.0)
+    if exp % 2:
+        mant, exp = 2.0 * mant, exp - 1
+    return _to_float(math.sqrt(mant), exp // 2)
+
+
+def _chunk(chunk_bytes):
+    if chunk_bytes is None:
+        return DEFAULT_CHUNK_BYTES
+    return check_int("chunk_bytes", chunk_bytes, minimum=1024)
+
+
+def _powered(G, l):
+    """``G ** l`` elementwise (G is a fresh block; one more block-sized temporary)."""
+    if l == 1:
+        return G
+    P = G * G
+    for _ in range(l - 2):
+        P *= G
+    return P
+
+
+def _gram_sum(Fa, ca, Fb, cb, l, chunk_bytes, same=False):
+    """``sum_ij ca_i cb_j (fa_i . fb_j)^l`` from blocks of the Gram matrix.
+
+    A block and its power hold at most ``chunk_bytes`` together; with ``same``
+    (``Fb is Fa``, ``cb is ca``) only blocks on or above the diagonal are formed.
+    """
+    na, nb = Fa.shape[1], Fb.shape[1]
+    if na == 0 or nb == 0:
+        return 0.0
+    elems = max(1, chunk_bytes // (2 * Fa.dtype.itemsize))
+    cbk = min(nb, elems)
+    rb = max(1, elems // cbk)
+    total = 0.0
+    for s in range(0, na, rb):
+        e = min(na, s + rb)
+        At = Fa[:, s:e].T
+        cs = ca[s:e]
+        for t in range(s if same else 0, nb, cbk):
+            u = min(nb, t + cbk)
+            P = _powered(At @ Fb[:, t:u], l)
+            if same and t < e:  # this piece holds (part of) the diagonal block [s, e) x [s, e)
+                k = min(u, e) - t
+                total += float(cs @ (P[:, :k] @ cb[t:t + k]))
+                if k < u - t:
+                    total += 2.0 * float(cs @ (P[:, k:] @ cb[t + k:u]))
+            else:
+                total += (2.0 if same else 1.0) * float(cs @ (P @ cb[t:u]))
+    return total
+
+
+def _dense_flat(F, c, l, chunk_bytes):
+    """``sum_i c_i f_i^{(x) l}`` as a ``(d^(l-1), d)`` array, accumulated over blocks of columns.
+
+    The Khatri--Rao block ``d^(l-1) x b`` and its predecessor stay within ``chunk_bytes``.
+    """
+    xp = xp_of(F)
+    d, n = F.shape
+    out = xp.zeros((d ** (l - 1), d), dtype=F.dtype)
+    b = max(1, chunk_bytes // (2 * F.dtype.itemsize * d ** (l - 1)))
+    for s in range(0, n, b):
+        Fb = F[:, s:s + b]
+        K = Fb
+        for _ in range(l - 2):
+            K = (K[:, None, :] * Fb[None, :, :]).reshape(-1, Fb.shape[1])
+        out += K @ (c[s:s + b, None] * Fb.T)
+    return out
+
+
+def _dense_fits(d, l, itemsize, chunk_bytes):
+    return itemsize * d**l <= chunk_bytes // 2
+
+
+def _flat_blocks(T, chunk_bytes):
+    flat = T.reshape(-1)
+    step = max(1, chunk_bytes // (2 * T.dtype.itemsize))
+    for s in range(0, flat.shape[0], step):
+        yield flat[s:s + step]
+
+
+def _dense_sumsq(T, E, chunk_bytes):
+    """``sum T^2 / 4**E`` in blocks."""
+    xp = xp_of(T)
+    total = 0.0
+    for blk in _flat_blocks(T, chunk_bytes):
+        x = xp.ldexp(blk, -E)
+        total += float(xp.vdot(x, x))
+    return total
+
+
+def _cp_sumsq(p, chunk_bytes, E=None, check=True, budget=None):
+    """``||T||^2 / 4**E`` of a :class:`_CP` (``E`` defaults to its own scale), by the cheaper path.
+
+    With ``check``, a value within ``1/_PRECISE_RTOL`` of the rounding bound of its
+    terms (components that nearly cancel) is recomputed by the precise evaluation.
+    """
+    if p.E is None:
+        return 0.0
+    E = p.E if E is None else E
+    c = p.scaled_to(E)
+    d, n = p.F.shape
+    l = p.order
+    if _dense_fits(d, l, p.F.dtype.itemsize, chunk_bytes) and n * d**l < n * n * (d + l) // 2:
+        D = _dense_flat(p.F, c, l, chunk_bytes)
+        s2 = float(p.xp.vdot(D.reshape(-1), D.reshape(-1)))
+    else:
+        s2 = _gram_sum(p.F, c, p.F, c, l, chunk_bytes, same=True)
+    if check and s2 <= _gram_noise(l, d, p.F.dtype, _to_float(p.mass(), p.E - E)) / _PRECISE_RTOL:
+        q = _as_unit(p)
+        if q.E is None:
+            return 0.0
+        sp = _precise_sumsq(to_numpy(q.F), to_numpy(q.scaled_to(E)), l, chunk_bytes,
+                            DEFAULT_PRECISE_BUDGET if budget is None else budget)
+        if sp is not None:
+            s2 = sp
+    return max(s2, 0.0)
+
+
+def _cp_inner(pa, pb, chunk_bytes):
+    """``(mantissa, exponent)`` of ``<a, b>`` for two :class:`_CP`."""
+    if pa.E is None or pb.E is None:
+        return 0.0, 0
+    d, l = pa.F.shape[0], pa.order
+    na, nb = pa.F.shape[1], pb.F.shape[1]
+    if _dense_fits(d, l, pa.F.dtype.itemsize, chunk_bytes) and (na + nb) * d**l < na * nb * (d + l):
+        small, big = (pa, pb) if na <= nb else (pb, pa)
+        D = _dense_flat(big.F, big.c, l, chunk_bytes).reshape((d,) * l)
+        R = _contract_dense(D, small.F, block_bytes=chunk_bytes // 2)
+        xp = pa.xp
+        return float(xp.sum(small.c * xp.sum(small.F * R, axis=0))), pa.E + pb.E
+    return _gram_sum(pa.F, pa.c, pb.F, pb.c, l, chunk_bytes), pa.E + pb.E
+
+
+def _cp_dense_inner(p, T, chunk_bytes):
+    """``(mantissa, exponent)`` of ``<cp, T>`` for a :class:`_CP` and a dense array."""
+    Et = _dense_exp(T)
+    if p.E is None or Et is None:
+        return 0.0, 0
+    xp = p.xp
+    if abs(Et) > 200:  # entries near the ends of the range: contract a scaled copy
+        R = _contract_dense(xp.ldexp(T, -Et), p.F, block_bytes=chunk_bytes // 2)
+        shift = 0
+    else:  # |T| <= 2**200 and its significant entries >= 2**-201: the contraction is safe as it is
+        R = _contract_dense(T, p.F, block_bytes=chunk_bytes // 2)
+        shift = Et
+    mant = float(xp.sum(p.c * xp.sum(p.F * R, axis=0)))
+    return (math.ldexp(mant, -shift) if shift else mant), p.E + Et
+
+
+def _dense_inner(A, B, chunk_bytes):
+    xp = xp_of(A)
+    Ea, Eb = _dense_exp(A), _dense_exp(B)
+    if Ea is None or Eb is None:
+        return 0.0, 0
+    total = 0.0
+    for x, y in zip(_flat_blocks(A, chunk_bytes), _flat_blocks(B, chunk_bytes)):
+        total += float(xp.vdot(xp.ldexp(x, -Ea), xp.ldexp(y, -Eb)))
+    return total, Ea + Eb
+
+
+def _common_side(*tensors):
+    """The tensors on one side by the conversion rule: all on the device if any operand is there."""
+    arrays = [x for t in tensors for x in ((t.weights, t.factors) if isinstance(t, SymCP) else (t,))]
+    xp = xp_of(*arrays)
+    if xp is np:
+        return tensors
+    return tuple(SymCP(asarray_on(xp, t.weights), asarray_on(xp, t.factors), t.order) if isinstance(t, SymCP)
+                 else asarray_on(xp, t) for t in tensors)
+
+
+def _inner_scaled(a, b, chunk_bytes):
+    """``(mantissa, exponent)`` of ``<a, b>``, checked."""
+    same = a is b
+    a, b = _common_side(a, b)
+    if same:
+        b = a
     a_cp, b_cp = isinstance(a, SymCP), isinstance(b, SymCP)
     if a_cp and b_cp:
         _check_compatible(a, b, "a", "b")
-        _check_gram_memory("inner", a.m, b.m)
-        _, fa, wa, fb, wb = on_common(a.factors, a.weights, b.factors, b.weights)
-        G = fa.T @ fb
-        return float(wa @ (G ** a.order) @ wb)
+        if a is b:
+            p = _cp_form(a)
+            return _cp_sumsq(p, chunk_bytes), 0 if p.E is None else 2 * p.E
+        return _cp_inner(_cp_form(a), _cp_form(b), chunk_bytes)
     if not a_cp and not b_cp:
         a, b = check_target(a, name="a"), check_target(b, name="b")
         if a.shape != b.shape:
             raise ValueError(f"dense tensors have different shapes: {a.shape} and {b.shape}")
-        xp, a, b = on_common(a, b)
-        return float(xp.sum(a * b))
+        return _dense_inner(a, b, chunk_bytes)
     cp, dense = (a, b) if a_cp else (b, a)
     dname = "b" if a_cp else "a"
     dense = check_target(dense, name=dname)
     if dense.shape != cp.shape:
         raise ValueError(f"shapes differ: {'a' if a_cp else 'b'} is a SymCP of shape {cp.shape}, {dname} a dense "
                          f"array of shape {dense.shape}")
-    R = _contract_dense(dense, cp.factors)
-    xp, w, F, R = on_common(cp.weights, cp.factors, R)
-    return float(xp.sum(w * xp.sum(F * R, axis=0)))
+    return _cp_dense_inner(_cp_form(cp), dense, chunk_bytes)
 
 
-def norm(T):
-    """Frobenius norm of a SymCP (from its Gram matrix) or of a dense array."""
+def inner(a, b, *, chunk_bytes=None):
+    """Frobenius inner product ``<a, b>`` of two symmetric tensors.
+
+    Either argument may be a :class:`SymCP` or a dense symmetric array; the
+    ``d^l`` array is never formed for two SymCP unless it is the cheaper route and
+    fits in half of ``chunk_bytes``.  The scale is pulled out (unit factors, the
+    weights carrying the norms), so the result is right for weights and factors
+    anywhere in the floating range; it is ``inf`` only when ``|<a, b>|`` itself
+    exceeds the largest float.
+
+    Parameters
+    ----------
+    a, b : SymCP or dense symmetric array
+    chunk_bytes : int, optional
+        Bound on the temporaries (default :data:`DEFAULT_CHUNK_BYTES`); the work
+        is done in blocks of components so that no ``n x n'`` array exists.
+    """
+    m, e = _inner_scaled(a, b, _chunk(chunk_bytes))
+    return _to_float(m, e)
+
+
+def norm(T, *, chunk_bytes=None):
+    """Frobenius norm of a SymCP (Gram blocks or dense accumulation) or of a dense array.
+
+    Scale-robust and chunked as :func:`inner`; for a SymCP with ``n``
+    components it costs ``O(min(n^2 d / 2, n d^l))`` and no ``n x n`` array.
+    """
+    chunk = _chunk(chunk_bytes)
     if isinstance(T, SymCP):
-        return math.sqrt(max(inner(T, T), 0.0))
+        p = _cp_form(T)
+        if p.E is None:
+            return 0.0
+        return _sqrt_scaled(_cp_sumsq(p, chunk), 2 * p.E)
     T = check_target(T, name="T")
-    xp = xp_of(T)
-    return float(xp.sqrt(xp.sum(T * T)))
+    E = _dense_exp(T)
+    if E is None:
+        return 0.0
+    return _sqrt_scaled(_dense_sumsq(T, E, chunk), 2 * E)
 
 
-def rel_error(model, target):
+def _canonical_merge(F, c, l):
+    """Columns with a positive first non-zero entry; bitwise-equal columns merged (weights summed)."""
+    F = np.array(F, dtype=np.float64, copy=True)
+    c = np.array(c, dtype=np.float64, copy=True)
+    first = np.argmax(F != 0, axis=0)
+    sg = np.sign(F[first, np.arange(F.shape[1])])
+    F *= sg
+    if l % 2:
+        c *= sg
+    Fu, inv = np.unique(F.T, axis=0, return_inverse=True)
+    cu = np.bincount(inv.reshape(-1), weights=c, minlength=Fu.shape[0])
+    keep = cu != 0
+    return Fu[keep].T, cu[keep]
+
+
+def _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget):
+    """``||a - b||^2 / 4**E`` without the Gram expansion's cancellation, or None if too costly."""
+    pa, pb = _as_unit(pa), _as_unit(pb)
+    parts_F = [to_numpy(p.F) for p in (pa, pb) if p.E is not None]
+    parts_c = [to_numpy(pa.scaled_to(E))] if pa.E is not None else []
+    if pb.E is not None:
+        parts_c.append(-to_numpy(pb.scaled_to(E)))
+    if not parts_F:
+        return 0.0
+    return _precise_sumsq(np.concatenate(parts_F, axis=1), np.concatenate(parts_c), pa.order, chunk_bytes,
+                          budget)
+
+
+def _precise_sumsq(F, c, l, chunk_bytes, budget):
+    """``||sum_i c_i f_i^{(x) l}||^2`` summed entrywise (unit columns ``F``), or None if too costly.
+
+    Exactly equal components (after the sign convention) cancel exactly; the rest
+    is written in an orthonormal basis of the span of the remaining columns
+    (thin QR when ``d`` exceeds their number) and the squares of the ``k^l`` core
+    entries are summed, ``k <= min(d, n)``: relative precision ~ eps.
+    """
+    F, c = _canonical_merge(F, c, l)
+    n = F.shape[1]
+    if n == 0:
+        return 0.0
+    d = F.shape[0]
+    k = min(d, n)
+    if k**l * n > budget or not _dense_fits(k, l, 8, chunk_bytes):
+        return None
+    Z = F if d <= n else np.linalg.qr(F, mode="r")
+    D = _dense_flat(Z, c, l, chunk_bytes)
+    return float(np.vdot(D.reshape(-1), D.reshape(-1)))
+
+
+def _gram_noise(l, d, dtype, mass):
+    """Bound on the rounding error of a Gram expansion whose terms total ``mass^2`` in absolute value."""
+    return (l * math.sqrt(d) + 4.0) * float(np.finfo(dtype).eps) * mass * mass
+
+
+#: Cost bound (about the number of flops, ``k^l (n + n')``) of the automatic precise path.
+DEFAULT_PRECISE_BUDGET = 2 * 10**8
+
+
+def _cp_rel_error(pa, pb, chunk_bytes, precise, budget):
+    """Relative error of two :class:`_CP`; ``precise``: None (automatic), True or False."""
+    l, d = pb.order, pb.F.shape[0]
+    nb2 = _cp_sumsq(pb, chunk_bytes)
+    if pa.E is None:
+        return 1.0
+    E = max(pa.E, pb.E)
+    ca, cb = pa.scaled_to(E), pb.scaled_to(E)
+    na, nb = pa.F.shape[1], pb.F.shape[1]
+    xp = pa.xp
+    d2 = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget) if precise is True else None
+    if d2 is None:
+        if _dense_fits(d, l, pa.F.dtype.itemsize, chunk_bytes) and (na + nb) * d**l < (na + nb) ** 2 * (d + l) // 2:
+            # accumulate the residual densely: no cancellation beyond the rounding of its entries
+            D = _dense_flat(xp.concatenate([pa.F, pb.F], axis=1), xp.concatenate([ca, -cb]), l, chunk_bytes)
+            d2 = float(xp.vdot(D.reshape(-1), D.reshape(-1)))
+        else:
+            d2 = (_gram_sum(pa.F, ca, pa.F, ca, l, chunk_bytes, same=True)
+                  - 2.0 * _gram_sum(pa.F, ca, pb.F, cb, l, chunk_bytes)
+                  + _gram_sum(pb.F, cb, pb.F, cb, l, chunk_bytes, same=True))
+        # rounding: every |c_i c_j (f_i . f_j)^l| <= |c_i| |c_j| ||f_i||^l ||f_j||^l, so the error of
+        # the expansion (and of the dense residual's entries) is at most about
+        # (l sqrt(d) + 4) eps (sum_i |c_i| ||f_i||^l)^2; a value within 1e8 of that is not trusted
+        if precise is None:
+            s = _to_float(pa.mass(), pa.E - E) + _to_float(pb.mass(), pb.E - E)
+            if d2 <= _gram_noise(l, d, pa.F.dtype, s) / _PRECISE_RTOL:
+                dp = _precise_diff_sumsq(pa, pb, E, chunk_bytes, budget)
+                if dp is not None:
+                    d2 = dp
+    ratio = max(d2, 0.0) / nb2
+    return _to_float(math.sqrt(ratio), E - pb.E)
+
+
+def _cp_dense_rel_error(p, T, model_is_cp, chunk_bytes):
+    """Relative error between a :class:`_CP` and a dense array, from the dense residual."""
+    xp = p.xp
+    Et = _dense_exp(T)
+    Ep = p.E
+    if Et is None and Ep is None:
+        E = 0
+    else:
+        E = max(x for x in (Et, Ep) if x is not None)
+    d, l = T.shape[0], T.ndim
+    R = (_dense_flat(p.F, p.scaled_to(E), l, chunk_bytes).reshape(-1) if Ep is not None
+         else xp.zeros(d**l, dtype=T.dtype))
+    if Et is not None:
+        step = max(1, chunk_bytes // (2 * T.dtype.itemsize))
+        flat = T.reshape(-1)
+        for s in range(0, flat.shape[0], step):
+            R[s:s + step] -= xp.ldexp(flat[s:s + step], -E)
+    d2 = float(xp.vdot(R, R))
+    if model_is_cp:
+        if Et is None:
+            raise ValueError("target has zero norm; the relative error is undefined")
+        return _to_float(math.sqrt(d2 / _dense_sumsq(T, Et, chunk_bytes)), E - Et)
+    if Ep is None:
+        raise ValueError("target has zero norm; the relative error is undefined")
+    return _to_float(math.sqrt(d2 / _cp_sumsq(p, chunk_bytes)), E - Ep)
+
+
+def rel_error(model, target, *, chunk_bytes=None, precise=None, precise_budget=DEFAULT_PRECISE_BUDGET):
     """Relative error ``||T - T*||_F / ||T*||_F`` for any mix of SymCP and dense.
 
-    For two SymCP tensors the squared distance is expanded through Gram matrices,
-    ``||T||^2 - 2<T, T*> + ||T*||^2``, so precision is limited to about
-    ``sqrt(machine epsilon)`` relative: values below ~1e-7 (float64) are not resolved.
+    The scale of both tensors is pulled out (see :func:`inner`), so the value is
+    right for weights and factors anywhere in the floating range.
+
+    Precision.  With a dense operand, and for two SymCP where accumulating the
+    dense residual in blocks is the cheaper route (small ``d^l``), the residual
+    is summed entrywise: relative precision about machine epsilon.  Otherwise the
+    squared distance is expanded through Gram blocks,
+    ``||T||^2 - 2<T, T*> + ||T*||^2``, whose rounding error is up to about
+    ``eps (sum_i |c_i|)^2`` (unit factors, weights ``c``): for nearly equal tensors
+    that is ``sqrt(eps)``-level noise.  When the expanded value is within
+    ``1e8`` times that bound (``precise=None``, the default), the precise
+    evaluation is used instead: bitwise-equal components cancel exactly (a
+    permuted copy has error 0.0), and the rest is summed entrywise in an
+    orthonormal basis of the span of the components, a ``k^l`` core with
+    ``k <= min(d, n + n')`` -- done when ``k^l (n + n') <= precise_budget`` and the
+    core fits in half of ``chunk_bytes`` (else the expansion is returned).
+
+    Parameters
+    ----------
+    model, target : SymCP or dense symmetric array
+    chunk_bytes : int, optional
+        Bound on the temporaries (default :data:`DEFAULT_CHUNK_BYTES`).
+    precise : bool or None
+        None: automatic (above); True: always the precise evaluation when
+        affordable; False: the Gram expansion only.
+    precise_budget : int
+        Cost bound of the precise evaluation (about its flops).
+
+    Raises
+    ------
+    ValueError
+        When the target has zero norm.
     """
     model = check_target(model, name="model")
     target = check_target(target, name="target")
     if _shape_of(model) != _shape_of(target):
         raise ValueError(f"model and target must have the same shape (d,)*order: model has shape "
                          f"{_shape_of(model)}, target has shape {_shape_of(target)}")
-    tn2 = inner(target, target)
-    if tn2 <= 0:
-        raise ValueError("target has zero norm; the relative error is undefined")
-    if not isinstance(model, SymCP) and not isinstance(target, SymCP):
-        xp, m, t = on_common(model, target)
-        return float(xp.sqrt(xp.sum((m - t) ** 2)) / math.sqrt(tn2))
-    d2 = inner(model, model) - 2 * inner(model, target) + tn2
-    return math.sqrt(max(d2, 0.0) / tn2)
+    model, target = _common_side(model, target)
+    chunk = _chunk(chunk_bytes)
+    if precise not in (None, True, False):
+        raise TypeError(f"precise must be None, True or False, got {precise!r}")
+    budget = check_int("precise_budget", precise_budget, minimum=1)
+    m_cp, t_cp = isinstance(model, SymCP), isinstance(target, SymCP)
+    if m_cp and t_cp:
+        _check_compatible(model, target, "model", "target")
+        pt = _cp_form(target)
+        if pt.E is None:
+            raise ValueError("target has zero norm; the relative error is undefined")
+        return _cp_rel_error(_cp_form(model), pt, chunk, precise, budget)
+    if not m_cp and not t_cp:
+        m, t = model, target
+        Et, Em = _dense_exp(t), _dense_exp(m)
+        if Et is None:
+            raise ValueError("target has zero norm; the relative error is undefined")
+        E = Et if Em is None else max(Et, Em)
+        xp = xp_of(m)
+        d2 = 0.0
+        for x, y in zip(_flat_blocks(m, chunk), _flat_blocks(t, chunk)):
+            r = xp.ldexp(x, -E) - xp.ldexp(y, -E)
+            d2 += float(xp.vdot(r, r))
+        return _to_float(math.sqrt(d2 / _dense_sumsq(t, Et, chunk)), E - Et)
+    if m_cp:
+        return _cp_dense_rel_error(_cp_form(model), target, True, chunk)
+    return _cp_dense_rel_error(_cp_form(target), model, False, chunk)
+
+
+def precise_rel_error(model, target, *, budget=DEFAULT_PRECISE_BUDGET):
+    """Relative error ``||model - T*|| / ||T*||`` without the Gram expansion's cancellation.
+
+    The residual is summed entrywise: densely for a dense target (or where the
+    dense tensor is cheap), and for a SymCP target in an orthonormal basis of
+    the span of both tensors' components (a ``k^l`` core, ``k <= min(d, m + r)``),
+    which resolves relative errors down to ``~1e-15``; exactly equal components
+    cancel exactly.  :func:`rel_error` switches to this evaluation by itself when
+    the expansion would be dominated by rounding.
+
+    Parameters
+    ----------
+    model : SymCP
+    target : SymCP or dense symmetric array
+    budget : int
+        Largest ``k^l (m + r)`` accepted for a SymCP target (about the number of
+        flops); above it the Gram expansion of :func:`rel_error` is returned
+        instead.
+
+    Returns
+    -------
+    float
+    """
+    if not isinstance(model, SymCP):
+        raise TypeError(f"model must be a tdcore.SymCP, got {type(model).__name__}")
+    target = check_target(target)
+    budget = check_int("budget", budget, minimum=1)
+    l, d = (target.order, target.d) if isinstance(target, SymCP) else (target.ndim, target.shape[0])
+    if model.order != l:
+        raise ValueError(f"model has order {model.order} but the target has order {l}")
+    if model.d != d:
+        raise ValueError(f"model has dimension d={model.d} but the target has dimension d={d}")
+    return rel_error(model, target, precise=True if isinstance(target, SymCP) else None, precise_budget=budget)
+
 
 
 def random_target(d, r, order, *, orthogonal=False, weights=None, seed=None, normalize=True):
@@ -404,11 +966,120 @@ def random_target(d, r, order, *, orthogonal=False, weights=None, seed=None, nor
     return T
 
 
+def moment_tensor(X, order, *, center=False, chunk=None):
+    """The empirical moment ``(1/n) sum_k x_k^{(x) order}`` of the rows of ``X``, as a SymCP.
+
+    The tensor is held with ``n`` components (weights ``1/n``, factors the
+    samples), never as the ``d^order`` array; :func:`norm`, :func:`inner`,
+    :func:`rel_error` and :func:`tdcore.decompose` work on it in blocks, so that
+    nothing of size ``n x n`` is formed (see :data:`DEFAULT_CHUNK_BYTES`).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        One sample per row (real, finite), ``n >= 1``, ``d >= 1``.
+    order : int
+        Moment order ``l >= 2``.
+    center : bool
+        Subtract the sample mean first (the central moment ``(1/n) sum (x_k - xbar)^{(x) l}``).
+    chunk : int, optional
+        Samples per block for the passes over ``X`` (finiteness check, mean,
+        centred copy); the default keeps each block near 8 MiB.  The result does
+        not depend on it beyond rounding of the mean.
+
+    Returns
+    -------
+    SymCP
+        ``n`` components of dimension ``d``, in the dtype of ``X`` (float64 for integers).
+    """
+    order = check_order(order)
+    if not hasattr(X, "shape"):
+        X = np.asarray(X)
+    xp = xp_of(X)
+    X = xp.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of shape (n, d) (one sample per row), got shape {X.shape}")
+    n, d = X.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"X must have n >= 1 rows and d >= 1 columns, got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)) or X.dtype == bool:
+        raise TypeError(f"X must be a real numeric array, got dtype {X.dtype}")
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.dtype(np.float64)
+    if chunk is None:
+        chunk = max(1, 2**23 // (d * np.dtype(dtype).itemsize))
+    chunk = check_int("chunk", chunk, minimum=1)
+    center = bool(center) if isinstance(center, (bool, np.bool_)) else _bad_center(center)
+    F = xp.empty((d, n), dtype=dtype)
+    total = xp.zeros(d, dtype=np.float64)
+    for s in range(0, n, chunk):
+        blk = X[s:s + chunk].astype(dtype, copy=False)
+        if not bool(xp.all(xp.isfinite(blk))):
+            bad = s + int(xp.argmax(~xp.all(xp.isfinite(blk), axis=1)))
+            raise ValueError(f"X contains NaN or infinite entries (first in row {bad})")
+        F[:, s:s + chunk] = blk.T
+        if center:
+            total += xp.sum(blk, axis=0, dtype=np.float64)
+    if center:
+        mean = (total / n).astype(dtype)
+        for s in range(0, n, chunk):
+            F[:, s:s + chunk] -= mean[:, None]
+    return SymCP(xp.full(n, 1.0 / n, dtype=dtype), F, order)
+
+
+def _bad_center(center):
+    raise TypeError(f"center must be True or False, got {center!r}")
+
+
 def subspace_basis(target, *, tol=1e-10):
     """Orthonormal basis (d x k) of the span S of a SymCP target's components."""
     if not isinstance(target, SymCP):
         raise TypeError("subspace_basis needs a SymCP target (the components of a dense target are unknown)")
-    F = to_numpy(target.factors)
+    F = np.asarray(to_numpy(target.factors), dtype=np.float64)
+    colmax = np.max(np.abs(F), axis=0)
+    F = F[:, colmax > 0]
+    if F.shape[1] == 0:
+        return np.zeros((target.d, 0))
+    F = np.ldexp(F, -np.frexp(colmax[colmax > 0])[1])  # exact column scaling: any input scale
+    if F.shape[1] > F.shape[0]:  # many components: F = R^T Q^T, so F and R^T share left singular vectors
+        F = np.linalg.qr(F.T, mode="r").T
     Uq, s, _ = np.linalg.svd(F, full_matrices=False)
-    k = int(np.sum(s > tol * max(s[0], 1e-300)))
+    k = int(np.sum(s > tol * s[0])) if s[0] > 0 else 0
     return Uq[:, :k]
+
+
+def _scaled_symcp(weights, factors, order, alpha):
+    """A SymCP equal to ``alpha * SymCP(weights, factors, order)`` (``alpha > 0`` finite).
+
+    The natural (2-homogeneous) form -- factors times ``sqrt(alpha)``, weights times
+    ``alpha^(1 - order/2)`` -- is used when it stays in the normal floating range;
+    otherwise each column is shifted by a power of two chosen to balance it
+    against its weight, so the result is representable whenever its components are.
+    """
+    alpha = float(alpha)
+    if alpha == 1.0:
+        return SymCP(weights, factors, order)
+    xp = xp_of(factors)
+    w, F = xp.asarray(weights), xp.asarray(factors)
+    tiny = float(np.finfo(F.dtype).tiny)
+    lg = math.log2(alpha)
+    with np.errstate(all="ignore"):
+        if abs((1 - order / 2) * lg) < 1000:
+            W = w * 2.0 ** ((1 - order / 2) * lg)
+            G = F * math.sqrt(alpha)
+            colmax = xp.max(xp.abs(G), axis=0)
+            ok = (bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(G)))
+                  and bool(xp.all((w == 0) | (xp.abs(W) >= tiny)))
+                  and bool(xp.all((xp.max(xp.abs(F), axis=0) == 0) | (colmax >= tiny))))
+            if ok:
+                return SymCP(W, G, order)
+    wn, Fn = to_numpy(w).astype(np.float64), to_numpy(F).astype(np.float64)
+    am, ea = math.frexp(alpha)
+    colmax = np.max(np.abs(Fn), axis=0)
+    live = (wn != 0) & (colmax > 0)
+    with np.errstate(divide="ignore"):
+        lw = np.where(live, np.log2(np.abs(np.where(live, wn, 1.0))) + lg, 0.0)
+        lu = np.where(live, np.log2(np.where(live, colmax, 1.0)), 0.0)
+    k = np.where(live, np.rint((lw - lu) / (order + 1)), 0).astype(np.int64)
+    W = np.ldexp(wn * am, ea - order * k)
+    G = np.ldexp(Fn, k[None, :])
+    return SymCP(xp.asarray(W, dtype=w.dtype), xp.asarray(G, dtype=F.dtype), order)

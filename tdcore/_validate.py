@@ -163,17 +163,19 @@ def check_nonzero_target(target, *, name="target"):
     """Refuse a target of zero Frobenius norm (the relative error ``||T - T*|| / ||T*||`` is undefined).
 
     ``target`` is a :class:`tdcore.SymCP` or a dense array that has passed
-    :func:`tdcore.check_target`.  Returns ``||target||_F^2`` (a float > 0).
-    Call it at the entry of any routine that divides by the target's norm
-    (``vanilla_gd``, ``plain_gd``, ``power_method``, ``cp_als``, ``algorithm1``).
+    :func:`tdcore.check_target`.  Returns ``||target||_F`` (a float > 0).  The norm
+    is computed with the scale pulled out, so a target of norm ``1e-300`` is not
+    mistaken for zero (its squared norm underflows).  Call it at the entry of any
+    routine that divides by the target's norm (``vanilla_gd``, ``power_method``,
+    ``cp_als``, ``algorithm1``).
     """
-    from ._tensor import inner
+    from ._tensor import norm
 
-    n2 = float(inner(target, target))
-    if not n2 > 0:
+    n = float(norm(target))
+    if not n > 0:
         raise ValueError(f"{name} has zero norm (||{name}||_F = 0): there is nothing to decompose and the "
                          "relative error ||T - T*|| / ||T*|| is undefined")
-    return n2
+    return n
 
 
 # -- memory --------------------------------------------------------------------------

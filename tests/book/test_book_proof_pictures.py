@@ -49,7 +49,7 @@ def test_lemma3_flags_switch_steps_from_per_iteration_records():
     H = 3
     its = [{"epoch": 1, "iteration": t, "objective": f, "fresh_norm": 1e-4, "n_switches": sw}
            for t, f, sw in ((1, 1.0, 0), (2, 0.9, 1), (3, 0.95, 0))]
-    res = SimpleNamespace(params=SimpleNamespace(iters=H, switch_threshold=1.0),
+    res = SimpleNamespace(params=SimpleNamespace(iters=H, switch_threshold=1.0, order=3, d=5, target_norm=1.0),
                           history={"epoch": [1], "iterations": its, "objective": [0.94], "n_switches": [1]})
     s = P.lemma3_steps(res)
     np.testing.assert_allclose(s["df"], [-0.1, 0.05, -0.01])

@@ -71,15 +71,17 @@ def test_step_does_not_modify_its_evaluation():
 
 
 def test_batch_freezes_only_the_diverged_trial():
-    # the step size comes from the first target; the second one is 1000x larger and diverges with it
+    # an explicit step size holds for every target as given: the second one is 1000x larger and
+    # diverges with the step that suits the first (default parameters would follow each norm)
     T = tc.random_target(10, 2, 3, seed=4)
     big = tc.SymCP(T.weights * 1000.0, T.factors, 3)
-    b = tc.algorithm1_batch([T, big, T], 6, seeds=[1, 2, 3], epochs=3, iters=100, backend="numpy")
+    eta = tc.default_params(10, 3, 6).eta
+    b = tc.algorithm1_batch([T, big, T], 6, seeds=[1, 2, 3], epochs=3, iters=100, eta=eta, backend="numpy")
     assert b.diverged == [1]
     assert np.all(np.isfinite(b.results[1].state["U"]))
     assert "diverged_at" in b.results[1].history
     for i, seed in ((0, 1), (2, 3)):
-        single = tc.algorithm1(T, 6, seed=seed, epochs=3, iters=100, backend="numpy")
+        single = tc.algorithm1(T, 6, seed=seed, epochs=3, iters=100, eta=eta, backend="numpy")
         np.testing.assert_allclose(b.results[i].state["U"], single.state["U"], rtol=1e-12, atol=1e-14)
         assert b.results[i].rel_error == pytest.approx(single.rel_error, rel=1e-10)
 
@@ -89,8 +91,8 @@ def test_workers_split_the_batch_without_changing_any_trial(shared):
     T = [tc.random_target(10, 2, 3, seed=s) for s in range(5)]
     targets = T[0] if shared else T
     if not shared:
-        T[3] = tc.SymCP(T[3].weights * 1000.0, T[3].factors, 3)  # diverges with the first target's step size
-    kw = dict(seeds=[3, 4, 5, 6, 7], epochs=2, iters=60, backend="numpy")
+        T[3] = tc.SymCP(T[3].weights * 1000.0, T[3].factors, 3)  # diverges with the unit-norm step size
+    kw = dict(seeds=[3, 4, 5, 6, 7], epochs=2, iters=60, backend="numpy", eta=tc.default_params(10, 3, 6).eta)
     one = tc.algorithm1_batch(targets, 6, **kw)
     two = tc.algorithm1_batch(targets, 6, workers=2, **kw)
     assert one.diverged == two.diverged == ([] if shared else [3])
