@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 import tdcore
-from tdcore import _algorithm1 as _a1
+from tdcore._algorithm1 import run as _a1
 from tdcore import _objective as _obj
 from tdcore._backend import xp_of
 

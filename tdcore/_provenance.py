@@ -29,8 +29,9 @@ from pathlib import Path
 __all__ = ["provenance", "engine_fingerprint", "check_engine", "machine_info", "git_commit", "CORE_ENGINE"]
 
 #: The modules behind every Algorithm 1 result (the default engine of a fingerprint).
-CORE_ENGINE = ("tdcore._backend", "tdcore._tensor", "tdcore._objective", "tdcore._algorithm1",
-               "tdcore._validate")
+CORE_ENGINE = ("tdcore._backend", "tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
+               "tdcore._algorithm1.api", "tdcore._algorithm1.params", "tdcore._algorithm1.run",
+               "tdcore._algorithm1.checkpoint", "tdcore._validate", "tdcore._util")
 
 
 def _module_file(name):
@@ -41,7 +42,7 @@ def _module_file(name):
 
 
 def engine_fingerprint(modules=CORE_ENGINE):
-    """A hash of the source code of ``modules`` (names such as ``"tdcore._algorithm1"``).
+    """A hash of the source code of ``modules`` (names such as ``"tdcore._algorithm1.run"``).
 
     Parameters
     ----------

@@ -66,7 +66,10 @@ def resolve(path) -> Callable:
     return getattr(importlib.import_module(mod), attr)
 
 
-_CORE = ("tdcore._backend", "tdcore._tensor", "tdcore._objective", "tdcore._algorithm1", "tdcore._validate")
+_CORE = ("tdcore._backend", "tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
+         "tdcore._algorithm1.api",
+         "tdcore._algorithm1.params", "tdcore._algorithm1.run", "tdcore._algorithm1.checkpoint", "tdcore._validate",
+         "tdcore._util")
 
 SWEEPS = {
     s.name: s

@@ -405,7 +405,8 @@ def test_prepatch_code_matches_installed_fit_terms():
 
 def test_prepatch_context_restores_installed_code():
     perf_patch = _perf_patch()
-    from tdcore import _algorithm1, _objective
+    from tdcore import _objective
+    from tdcore._algorithm1 import run as _algorithm1
 
     before = (_algorithm1._Run.step, _algorithm1.fit_terms, _objective.FactoredTarget.contract)
     with perf_patch.prepatch():

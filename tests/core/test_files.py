@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 import tdcore as tc
-from tdcore._algorithm1 import CheckpointError, _checksum, history_path
+from tdcore._algorithm1 import CheckpointError, history_path
+from tdcore._algorithm1.checkpoint import _checksum, _load_checkpoint
 from tdcore.__main__ import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -291,7 +292,7 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     import tdcore as tc
-    import tdcore._algorithm1 as A
+    import tdcore._algorithm1.checkpoint as A
     ck, out, kill_at, phase = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     saves = [0]
 
@@ -365,7 +366,7 @@ def test_kill9_during_checkpoint_writes_then_resume_is_bit_identical(tmp_path):
         kills += 1
         assert not out.exists()
         if ck.exists():  # after every kill the checkpoint on disk is a complete, verified one
-            meta, st = tc._algorithm1._load_checkpoint(ck)
+            meta, st = _load_checkpoint(ck)
             assert 0 <= meta["epoch"] <= n + 1
     assert any(n.startswith(".ck.npz.") for n in os.listdir(tmp_path))  # killed writers left temporaries
     p = _child(tmp_path, ck, out)
