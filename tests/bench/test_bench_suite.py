@@ -53,7 +53,8 @@ def test_dense_step_matches_implicit_gradient(order):
     # Both sides sum the same O(d^l m) products in different orders: rounding of a few ulps per
     # term, far below 1e-9 relative at these sizes (the terms are O(1), d^l <= 7^4 of them).
     assert f_d == pytest.approx(float(f_i), rel=1e-10)
-    np.testing.assert_allclose(g_d, g_i, rtol=1e-9, atol=1e-14)
+    # near-zero gradient entries cancel terms of the size of the largest entries: absolute slack from those
+    np.testing.assert_allclose(g_d, g_i, rtol=1e-9, atol=1e-12 * np.abs(g_i).max())
     np.testing.assert_allclose(U2, U - 0.1 * g_d)
 
 
@@ -110,14 +111,15 @@ def test_scale_decompose_record():
 def test_batch_record_and_equality():
     rec = bench.bench_batch(B=3, d=8, m=4, r=2, epochs=1, iters=5, repeats=1)
     assert rec["sequential_s"] > 0 and rec["batched_s"] > 0 and rec["throughput_ratio"] > 0
-    assert rec["max_abs_diff_rel_error"] <= 1e-12  # trial b of the batch equals the single run b
+    # trial b of the batch equals the single run b: the same operations, up to the BLAS kernel's blocking
+    assert rec["max_abs_diff_rel_error"] <= 1e-10
     rec2 = bench.bench_batch(B=4, d=8, m=4, r=2, epochs=1, iters=3, repeats=1, seq_trials=2, allocator_check=True)
     assert rec2["sequential_extrapolated"] is True and rec2["sequential_trials_timed"] == 2
     assert rec2["default_allocator"]["throughput_ratio"] > 0
     assert "default allocator" in bench_report._batch_md(rec2)
     rec3 = bench.bench_batch(B=4, d=8, m=4, r=2, epochs=1, iters=3, repeats=1, workers=[2])
     (wr,) = rec3["workers"]
-    assert wr["workers"] == 2 and wr["throughput_ratio"] > 0 and wr["max_abs_diff_rel_error"] <= 1e-12
+    assert wr["workers"] == 2 and wr["throughput_ratio"] > 0 and wr["max_abs_diff_rel_error"] <= 1e-10
     assert "split over 2 threads" in bench_report._batch_md(rec3)
     # the chapter's sentence ("one-core ratio"): tests/book/test_book_performance.py::test_batch_story
     with pytest.raises(ValueError, match="workers"):
@@ -400,7 +402,8 @@ def test_prepatch_code_matches_installed_fit_terms():
         a = fit_terms(U, s, op, need_grad_s=True)
         b = perf_patch.fit_terms_prepatch(U, s, perf_patch._prepatch_target(op), need_grad_s=True)
         for x, y in zip(a, b):
-            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14)
+            # entries near zero cancel terms as large as the largest entry: absolute slack relative to it
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12 * np.abs(np.asarray(x)).max())
 
 
 def test_prepatch_context_restores_installed_code():
