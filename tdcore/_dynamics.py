@@ -5,7 +5,7 @@ Every gradient here comes from :mod:`tdcore._objective` (the Gram-matrix kernels
 * :func:`vanilla_gd` -- plain gradient descent on objective (2),
   ``1/2 ||sum_i c_i u_i^{(x) l} - T*||^2``, batched over trials, with optional
   trained weights, a first-hit step, a stop at a target error and wall-clock
-  records (``history["time"]``, :meth:`GDResult.time_to`) for time-to-accuracy;
+  records (``history["time"]``, ``GDResult.time_to``) for time-to-accuracy;
 * :func:`homogeneous_gd` -- the 2-homogeneous parametrisation of Section 4 of
   Wang, Wu, Lee, Ma & Ge (2020) with ``c_i = 1/||u_i||``, no boost and no
   re-initialisation (Algorithm 1's update, one epoch);
@@ -193,7 +193,7 @@ def vanilla_gd(target, m, *, steps, eta, init_scale=None, seed=None, seeds=None,
     -------
     GDResult
         ``history["time"]`` and ``elapsed`` hold wall-clock times;
-        :meth:`GDResult.time_to` gives the time to an accuracy.
+        ``GDResult.time_to`` gives the time to an accuracy.
 
     Examples
     --------

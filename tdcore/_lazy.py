@@ -13,8 +13,8 @@ and the right-hand side ``<T*, phi_{i,a}> = T*(u_i, ..., u_i, e_a)``; no ``d^l``
 array is formed.
 
 * :func:`sym_dim`: the dimension ``C(d + l - 1, l)`` of the symmetric tensors;
-* :func:`lazy_kernel`, :func:`lazy_fit`: the kernel and the exact best lazy fit;
-* :func:`lazy_residual_path`: the fit for every prefix of the initial components at once;
+* :func:`tdcore.lazy_kernel`, :func:`lazy_fit`: the kernel and the exact best lazy fit;
+* ``lazy_residual_path``: the fit for every prefix of the initial components at once;
 * :func:`span_defects`: the dimension of the lazy span against the count (the
   Alexander-Hirschowitz exceptions, :data:`ALEXANDER_HIRSCHOWITZ_DEFECTIVE`);
 * :func:`lazy_threshold_sweep`: the smallest width ``m*`` whose lazy fit is good
@@ -164,7 +164,7 @@ def lazy_fit(target, U0, *, weights=None, rtol=1e-10):
     ``T(U0) + S_U`` with ``S_U = span{ sym(u_i^{(x)(l-1)} (x) x) : i <= m, x in R^d }``
     (training the weights ``c_i`` adds ``u_i^{(x) l}``, already in ``S_U``).  The
     residual of the orthogonal projection onto it is computed from the
-    ``(d m) x (d m)`` kernel of :func:`lazy_kernel` by an eigendecomposition
+    ``(d m) x (d m)`` kernel of :func:`tdcore.lazy_kernel` by an eigendecomposition
     (the kernel is rank-deficient as soon as ``d m`` exceeds ``C(d + l - 1, l)``).
 
     Parameters
@@ -307,7 +307,7 @@ def span_defects(cases, *, seed=0, draws=3, rtol=1e-12):
     """Dimension of the lazy span ``S_U`` for random ``U``, compared with ``min(d m, C(d+l-1, l))``.
 
     For each ``(d, order)`` and every ``m = 1 .. ceil(N / d) + 1`` the numerical rank
-    of the kernel (:func:`lazy_kernel`, eigenvalues above ``rtol`` times the largest)
+    of the kernel (:func:`tdcore.lazy_kernel`, eigenvalues above ``rtol`` times the largest)
     is computed for ``draws`` independent sets of random unit columns; the
     *generic* dimension is the largest of them (an unlucky, nearly degenerate draw
     can only lower the rank).  Every ``m`` whose generic rank falls short of the
@@ -408,7 +408,7 @@ def lazy_threshold_sweep(ds, order, *, threshold=0.1, seeds=(0, 1, 2), level=0.9
     For each dimension ``d`` and seed: a target ``u*^{(x) l}`` with ``u*`` uniform
     on the sphere, and ``M = ceil(C(d+l-1, l) / d) + 1`` initial components drawn
     uniformly on the sphere; the exact lazy-fit residual of every prefix
-    (:func:`lazy_residual_path`) gives ``m*``, the first ``m`` with residual
+    (``lazy_residual_path``) gives ``m*``, the first ``m`` with residual
     ``< threshold``.  The median over seeds is fitted against ``d`` on log-log axes.
 
     Parameters
@@ -509,7 +509,7 @@ def linearized_gd_error(target, U0, c, *, eta, steps, include_offset=True, rtol=
     Gradient descent in ``U`` (weights fixed) on ``1/2 ||T(U0) + J (U - U0) - T*||^2``
     with step ``eta`` contracts the residual's component along each eigenvector of
     ``J J^T`` by ``(1 - eta mu_k)`` per step.  With the parameter-space Gram
-    ``J^T J = l^2 D_c K(U0) D_c`` (``K`` of :func:`lazy_kernel`), the error after
+    ``J^T J = l^2 D_c K(U0) D_c`` (``K`` of :func:`tdcore.lazy_kernel`), the error after
     ``t`` steps is exact:
     ``||R_t||^2 = ||R_perp||^2 + sum_k (1 - eta mu_k)^{2t} (w_k . g)^2 / mu_k``.
 

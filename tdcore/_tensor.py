@@ -354,7 +354,7 @@ def inner(a, b, *, chunk_bytes=None):
     ----------
     a, b : SymCP or dense symmetric array
     chunk_bytes : int, optional
-        Bound on the temporaries (default :data:`DEFAULT_CHUNK_BYTES`); the work
+        Bound on the temporaries (default ``DEFAULT_CHUNK_BYTES``); the work
         is done in blocks of components so that no ``n x n'`` array exists.
     """
     m, e = _inner_scaled(a, b, _chunk(chunk_bytes))
@@ -404,7 +404,7 @@ def rel_error(model, target, *, chunk_bytes=None, precise=None, precise_budget=D
     ----------
     model, target : SymCP or dense symmetric array
     chunk_bytes : int, optional
-        Bound on the temporaries (default :data:`DEFAULT_CHUNK_BYTES`).
+        Bound on the temporaries (default ``DEFAULT_CHUNK_BYTES``).
     precise : bool or None
         None: automatic (above); True: always the precise evaluation when
         affordable; False: the Gram expansion only.
@@ -542,7 +542,7 @@ def moment_tensor(X, order, *, center=False, chunk=None):
     The tensor is held with ``n`` components (weights ``1/n``, factors the
     samples), never as the ``d^order`` array; :func:`norm`, :func:`inner`,
     :func:`rel_error` and :func:`tdcore.decompose` work on it in blocks, so that
-    nothing of size ``n x n`` is formed (see :data:`DEFAULT_CHUNK_BYTES`).
+    nothing of size ``n x n`` is formed (see ``DEFAULT_CHUNK_BYTES``).
 
     Parameters
     ----------

@@ -322,7 +322,7 @@ def empirical_loss(X, y, U, s, order, *, power=None, grad=False):
     X : array (n, d) or (B, n, d)
     y : array (n,) or (B, n)
     U, s, order, power
-        The student, as in :func:`network_output`.
+        The student, as in ``network_output``.
     grad : bool
         Also return ``(grad_U, grad_s)``.
 

@@ -386,7 +386,7 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         checkpoint intact); when the file exists and ``resume`` is true the run
         continues from it and gives exactly the result of an uninterrupted run
         with the same seed.  The file records the seed, a fingerprint of the
-        target (:func:`target_fingerprint`), the parameters, the dtype and the
+        target (``target_fingerprint``), the parameters, the dtype and the
         tdcore version; resuming with any of them different raises
         :class:`CheckpointError` saying what differs, as does an unreadable,
         truncated or edited file (a checksum covers its content).  A run that
@@ -435,7 +435,10 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
         Before any work, for a checkpoint that cannot be resumed (see ``checkpoint``).
         A ``numpy.random.Generator`` seed is recorded as ``"generator"``: its state
         is restored from the file, so resuming needs a Generator again.
-    KeyboardInterrupt is caught: the partial result is returned with
+
+    Notes
+    -----
+    Ctrl-C (``KeyboardInterrupt``) is caught: the partial result is returned with
     ``interrupted=True``.
     """
     target = check_target(target)

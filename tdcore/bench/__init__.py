@@ -5,15 +5,15 @@ Performance chapter reads the stored results (through
 :func:`tdcore.book.performance.load_suite`) and reruns a little of it live.
 Nothing here plots or needs matplotlib.
 
-* :mod:`tdcore.bench.timing`: :func:`bench_machine_info`, :func:`tune_malloc`,
-  :func:`time_interleaved`, :func:`bench_paired_ratio`, and where results are
-  written: :func:`write_bench_result` to a folder given by argument, else by
+* ``tdcore.bench.timing``: ``bench_machine_info``, ``tune_malloc``,
+  ``time_interleaved``, ``bench_paired_ratio``, and where results are
+  written: ``write_bench_result`` to a folder given by argument, else by
   ``$TDCORE_BENCH_OUT``, else ``results/`` under the current directory
-  (:func:`bench_output_dir`);
-* :mod:`tdcore.bench.suite`: every measurement (``bench_*``), the quick and
-  full configurations :data:`BENCH_SUITE` and :func:`run_benchmark`;
-* :mod:`tdcore.bench.baselines`: time to accuracy against CP-ALS and the power method;
-* :mod:`tdcore.bench.report`: the Markdown tables written beside each result
+  (``bench_output_dir``);
+* ``tdcore.bench.suite``: every measurement (``bench_*``), the quick and
+  full configurations ``BENCH_SUITE`` and ``run_benchmark``;
+* ``tdcore.bench.baselines``: time to accuracy against CP-ALS and the power method;
+* ``tdcore.bench.report``: the Markdown tables written beside each result
   and the headline figures against the issue's targets.
 
 Examples

@@ -1,7 +1,7 @@
 """Code of the chapter *Comparisons* (chapters/comparisons.ipynb): Algorithm 1 against the classics.
 
 :func:`compare_methods` runs Algorithm 1, plain gradient descent, CP-ALS and the
-power method side by side on the targets of :func:`tdcore._baselines.comparison_target`
+power method side by side on the targets of ``tdcore._baselines.comparison_target``
 (well-separated, correlated, orthogonal components); :func:`summarize_comparison`
 and :func:`comparison_table` summarise the runs, :func:`plot_time_to_accuracy` and
 :func:`plot_race` draw them.  The methods themselves are the library's:
@@ -107,8 +107,8 @@ def compare_methods(kinds=COMPONENT_TYPES, *, d=10, r=4, order=3, seeds=range(4)
         :func:`tdcore.algorithm1` with its default parameters and ``tol=eps``),
         plain GD on objective (2) with ``m = r`` and ``3r`` (``tdcore.vanilla_gd``
         with trained weights, the GD of the landscape chapter), CP-ALS
-        (:func:`cp_als`; rank ``r`` with random and SVD initialisation, rank
-        ``2r``; left out when TensorLy is missing) and :func:`power_method`.
+        (:func:`tdcore.cp_als`; rank ``r`` with random and SVD initialisation, rank
+        ``2r``; left out when TensorLy is missing) and :func:`tdcore.power_method`.
     gd_iters, gd_eta : int, float
         Step budget and step size of plain GD.
     warmup : bool

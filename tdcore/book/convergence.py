@@ -882,7 +882,7 @@ def load_full_run(name=FULL_RUN, *, directory=None, required=True):
     Parameters
     ----------
     name : str
-        File name of the stored result (default :data:`FULL_RUN`).
+        File name of the stored result (default ``FULL_RUN``, ``"convergence_full.json"``).
     directory : str or Path, optional
         Folder to read from instead.
     required : bool

@@ -3,7 +3,7 @@
 The chapter measures how many components a *linearised* (lazy) model needs to
 fit a random rank-one target.  The linear algebra -- the lazy kernel, the exact
 lazy fit, the threshold sweep, the linearised dynamics -- is core library code in
-:mod:`tdcore._lazy`; this module adds what only the chapter needs:
+``tdcore._lazy``; this module adds what only the chapter needs:
 
 * :func:`lazy_gd_experiment`, :func:`lazy_scale_sweep`: real gradient descent
   (:func:`tdcore.vanilla_gd`) in the paired lazy initialisation, compared with
@@ -14,7 +14,7 @@ lazy fit, the threshold sweep, the linearised dynamics -- is core library code i
   :func:`plot_lazy_gd`, :func:`plot_lazy_scale` and the explorer panel
   :func:`explore_lazy_fit`.
 
-:func:`span_defects` and :data:`ALEXANDER_HIRSCHOWITZ_DEFECTIVE`, which the
+:func:`span_defects` and ``ALEXANDER_HIRSCHOWITZ_DEFECTIVE``, which the
 chapter also calls, are the core ones, re-exported here.
 """
 
@@ -155,10 +155,10 @@ def lazy_gd_experiment(d, order, ms, *, scale=300.0, steps=2000, eta_factor=1.0,
 
     One random rank-1 target and one set of random directions (``seed``);
     width ``m`` uses the first ``m`` directions (so the lazy spans are nested), in
-    the paired initialisation of :func:`tdcore._lazy.lazy_init` at ``scale``.  Each width runs
+    the paired initialisation of ``tdcore._lazy.lazy_init`` at ``scale``.  Each width runs
     ``steps`` steps of plain GD in ``U`` (weights fixed) with step
     ``eta = eta_factor / mu_max`` and is compared with the exact error of GD on
-    the linearised model after the same steps (:func:`tdcore._lazy.linearized_gd_error`) and
+    the linearised model after the same steps (``tdcore._lazy.linearized_gd_error``) and
     with the lazy limit (:func:`tdcore.lazy_fit`).
 
     Parameters
@@ -407,7 +407,7 @@ def explore_lazy_fit(*, ax=None, d=8, order=3, m=10, seed=0):
     -------
     matplotlib.axes.Axes
         With a note instead of the curve when ``d`` times the largest width
-        exceeds :data:`EXPLORE_MAX_FEATURES`.
+        exceeds ``EXPLORE_MAX_FEATURES``.
     """
     d = check_int("d", d, minimum=1)
     order = check_order(order)

@@ -84,7 +84,7 @@ def load_suite(directory=None, *, prefer="full", require=SUITE_REQUIRED):
     Returns
     -------
     dict
-        ``name -> payload`` (see :func:`tdcore.bench.load_bench_results`).
+        ``name -> payload`` (see ``tdcore.bench.load_bench_results``).
 
     Raises
     ------
@@ -153,7 +153,7 @@ def bench_table(results, name, *, fmt="html"):
     results : dict
         ``name -> payload`` (see :func:`load_suite`).
     name : str
-        One of :data:`tdcore.bench.BENCH_NAMES`.
+        One of ``tdcore.bench.BENCH_NAMES``.
     fmt : {"html", "markdown"}
         HTML for notebook output (tables render in every Markdown flavour that
         way), or the Markdown written to ``results/``.
@@ -200,7 +200,7 @@ def machine_table(results, *, fmt="html"):
 
 
 def headline_table(results, *, fmt="html"):
-    """The headline figures (:func:`tdcore.bench.bench_headline`) as a table: what, value, target, status."""
+    """The headline figures (``tdcore.bench.bench_headline``) as a table: what, value, target, status."""
     _check_fmt(fmt)
     rows = []
     for h in bench_headline(results):
@@ -217,7 +217,7 @@ def headline_table(results, *, fmt="html"):
 # numbers the chapter quotes
 # ---------------------------------------------------------------------------------------------
 def verdict(value, key):
-    """A stored value against the issue's target ``key`` (:data:`tdcore.bench.BENCH_TARGETS`).
+    """A stored value against the issue's target ``key`` (``tdcore.bench.BENCH_TARGETS``).
 
     Returns
     -------

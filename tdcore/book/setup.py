@@ -73,7 +73,7 @@ def dense_inner(a, b, *, max_bytes=None):
     a, b : SymCP
         Tensors of equal order and dimension.
     max_bytes : int, optional
-        Passed to :meth:`SymCP.to_dense` (it refuses larger arrays).
+        Passed to ``SymCP.to_dense`` (it refuses larger arrays).
 
     Returns
     -------
@@ -113,7 +113,7 @@ def inner_product_scaling(ds, order, m, *, max_dense_bytes=256 * 2**20, repeats=
     """Time and peak memory of the implicit and the dense inner product as ``d`` grows.
 
     For every ``d`` two independent :func:`random_symcp` tensors with ``m``
-    components are drawn; the implicit inner product (:meth:`SymCP.inner`, an
+    components are drawn; the implicit inner product (:meth:`tdcore.inner`, an
     ``m x m`` Gram matrix) is always measured, the dense one
     (:func:`dense_inner`) only while :func:`dense_peak_estimate` stays within
     ``max_dense_bytes``.

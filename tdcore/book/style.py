@@ -4,7 +4,7 @@
   used by the nbval run of ``make test``); the book build runs at book size.
 * :func:`use_book_style` and :data:`PALETTE` give every figure the same look
   and every method the same colour across chapters.
-* :func:`new_ax` is the one figure convention of :mod:`tdcore.book`: every
+* :func:`new_ax` is the one figure convention of ``tdcore.book``: every
   ``plot_x(data, *, ax=None)`` draws on ``ax`` (a new figure when None) and
   returns the Axes.
 """
@@ -91,7 +91,7 @@ def use_book_style() -> None:
 def new_ax(ax=None, figsize=None):
     """The Axes to draw on: ``ax`` itself, or the Axes of a new figure when ``ax`` is None.
 
-    Every plotting function of :mod:`tdcore.book` has the form
+    Every plotting function of ``tdcore.book`` has the form
     ``plot_x(data, *, ax=None) -> Axes`` and starts with ``ax = new_ax(ax)``.
     """
     if ax is None:

@@ -4,7 +4,7 @@ student trained from samples in three regimes (lazy, plain GD, Algorithm 1's rec
 curves, test error against width, samples needed against dimension, and an explorer.
 
 The core maths (Hermite evaluation, empirical loss and gradient, training, the NTK student)
-is in :mod:`tdcore._twolayer`; this module runs the chapter's sweeps and draws its figures.
+is in ``tdcore._twolayer``; this module runs the chapter's sweeps and draws its figures.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ finished cell atomically to its own file with its provenance, and merges the
 cells into the sweep's results file.  A killed sweep resumes where it stopped:
 a rerun skips every stored cell.  A cell's key covers the sweep, the size and
 all its parameters, so different sizes never mix; the merge refuses cells
-computed by different engines (:func:`tdcore._provenance.engine_fingerprint`).
+computed by different engines (``tdcore._provenance.engine_fingerprint``).
 
-The sweeps themselves are listed in :mod:`tdcore.sweep.registry`.
+The sweeps themselves are listed in ``tdcore.sweep.registry``.
 """
 
 from .engine import CellError, SweepError, SweepSummary, Store, run_sweep

@@ -180,7 +180,7 @@ def run_sweep(name, *, size="quick", workers=2, scheduler=None, store="runs/swee
     Parameters
     ----------
     name : str
-        A sweep of :data:`tdcore.sweep.SWEEPS`.
+        A sweep of ``tdcore.sweep.SWEEPS``.
     size : {"quick", "book", "full"}
     workers : int
         Worker processes of the embedded ``LocalCluster`` (one thread each, one

@@ -28,7 +28,7 @@ class Sweep:
     description : str
     cells : str
         ``"module:function"``; ``function(size) -> list of dict`` gives the
-        cells' parameters (JSON-able) for a size in :data:`SIZES`.
+        cells' parameters (JSON-able) for a size in ``SIZES``.
     run : str
         ``"module:function"``; ``function(**params) -> dict`` computes one cell.
     merge : str
