@@ -16,12 +16,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Keep debugpy's frozen-module notice out of kernel logs.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test unit nbval html-check chromium clean
+.PHONY: help venv book test unit nbval html-check chromium clean sweep
 
 help:
 	@echo "make venv   - create .venv from requirements.txt (re-run when it or pyproject.toml change)"
 	@echo "make book   - clean build of the book into _build/html (zero warnings, every chapter executed)"
 	@echo "make test   - unit tests, nbval (TDCORE_QUICK=1), fresh book build, HTML checks; times in _build/timings.json"
+	@echo "make bench  - the quick benchmark suite (results/bench_quick_*); full suite: benchmarks/run_all.py --full"
+	@echo "make sweep  - regenerate a stored full-size run on a local Dask cluster (SWEEP=convergence|default_rule)"
+	@echo "make gpu-check - on a GPU machine: CuPy agreement tests and the GPU benchmark (results/bench_gpu.*)"
 	@echo "make clean  - remove _build"
 
 # ---------------------------------------------------------------- environment
@@ -53,6 +56,8 @@ test: venv chromium
 
 unit: venv
 	$(PY) -m pytest tests -q
+	@# the docstrings' examples (NumPy style) of the library and the book layer
+	$(PY) -m pytest --doctest-modules tdcore -q -p no:cacheprovider
 
 nbval: venv
 	TDCORE_QUICK=1 $(PY) -m pytest --nbval --nbval-current-env chapters/ -q
@@ -66,8 +71,6 @@ chromium:
 	  echo "installing Debian's chromium for the HTML checks"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
-
-# bench: added by the benchmarks helper (see benchmarks/).
 
 clean:
 	rm -rf _build
@@ -87,3 +90,10 @@ bench: venv
 .PHONY: gpu-check
 gpu-check: venv
 	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
+# --------------------------------------------------------------------- sweeps
+# The stored full-size runs, regenerated on a local Dask cluster (one worker per core; resumable:
+# finished cells are kept in runs/sweeps).  SWEEP=convergence or default_rule; see README.md, Sweeps.
+SWEEP ?= convergence
+sweep: venv
+	$(PY) -m tdcore sweep $(SWEEP) --size full

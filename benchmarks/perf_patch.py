@@ -224,8 +224,13 @@ def main(argv=None):
     if not args.quick:
         sizes += [(200, 1000, 10, 3, 1)]
     rows = time_steps(sizes, repeats=5 if args.quick else 9)
+    from tdcore._provenance import provenance
+    from tdcore.bench import BENCH_ENGINE
+
     payload = {"benchmark": "perf_patch", "quick": args.quick, "machine": bench_machine_info(),
-               "equality_max_rel_diff": eq, "steps": rows}
+               "equality_max_rel_diff": eq, "steps": rows,
+               "provenance": provenance(modules=BENCH_ENGINE,
+                                        script="python benchmarks/perf_patch.py" + (" --quick" if args.quick else ""))}
     lines = ["| d | m | r | order | B | pre-patch step | installed step | speedup |",
              "|---|---|---|---|---|---|---|---|"]
     for rw in rows:

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from tdcore._baselines import COMPONENT_TYPES, comparison_target, cp_als
+from tdcore._provenance import provenance
 from tdcore._refine import decompose
 
 HANDOFFS = (0.3, 0.1, 0.05, 0.02)
@@ -63,7 +64,11 @@ def main(argv=None):
                 machine=platform.machine(), total_seconds=time.perf_counter() - t_start)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump(dict(meta=meta, runs=runs), fh, separators=(",", ":"))
+        prov = provenance(modules=("tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
+                                   "tdcore._algorithm1.api", "tdcore._algorithm1.params", "tdcore._algorithm1.run",
+                                   "tdcore._refine", "tdcore._baselines"),
+                          script="OPENBLAS_NUM_THREADS=1 python scripts/refine_benchmark.py")
+        json.dump(dict(meta=meta, runs=runs, provenance=prov), fh, separators=(",", ":"))
     md = summary(runs, meta)
     with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
         fh.write(md)

@@ -44,6 +44,7 @@ from .suite import (
     run_benchmark,
 )
 from .timing import (
+    BENCH_ENGINE,
     BENCH_NAMES,
     OUT_ENV_VAR,
     bench_machine_info,
@@ -61,7 +62,7 @@ __all__ = [
     # timing harness and storage
     "bench_machine_info", "tune_malloc", "time_interleaved", "bench_paired_ratio", "fmt_time",
     "bench_output_dir", "OUT_ENV_VAR", "write_bench_result", "load_bench_result", "load_bench_results",
-    "BENCH_NAMES",
+    "BENCH_NAMES", "BENCH_ENGINE",
     # measurements
     "bench_run_state", "bench_step_callable", "bench_step_floor", "dense_gradient_step", "bench_implicit_dense",
     "bench_memory", "bench_scale", "bench_batch", "bench_gpu_status", "bench_gpu", "GPU_NOT_MEASURED",

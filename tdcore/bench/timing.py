@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ __all__ = [
     "load_bench_results",
     "BENCH_NAMES",
     "fmt_time",
+    "BENCH_ENGINE",
 ]
 
 #: Environment variable naming the folder benchmark results are written to (and read from).
@@ -49,31 +49,15 @@ BENCH_NAMES = ("step", "dense", "scale", "batch", "gpu", "baselines", "build")
 # ---------------------------------------------------------------------------------------------
 # machine
 # ---------------------------------------------------------------------------------------------
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _blas_name():
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = cfg.get("Build Dependencies", {}).get("blas", {})
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
-        return "unknown"
-
-
 _MALLOC_TUNED = False
 
 
 def bench_machine_info():
-    """Describe this machine: CPU, cores, memory, BLAS, versions, load average, time.
+    """Describe this machine: CPU, cores, memory, BLAS (kernel, threads), versions, load average, time.
+
+    The description of :func:`tdcore._provenance.machine_info`, plus what a
+    benchmark needs besides: the load average, whether :func:`tune_malloc`
+    succeeded, the GPU status and the date.
 
     Returns
     -------
@@ -88,32 +72,31 @@ def bench_machine_info():
     >>> info["cores"] >= 1 and "blas" in info
     True
     """
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        mem = float("nan")
+    from .._backend import backend_info
+    from .._provenance import machine_info
+
     try:
         load = list(os.getloadavg())
     except OSError:
         load = None
-    from .._backend import backend_info
-
     info = backend_info()
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": _blas_name(),
+    out = machine_info()
+    out.update({
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default",
         "malloc_tuned": _MALLOC_TUNED,
         "gpu": info["cupy"].get("device") if info["cupy_usable"] else None,
         "bench_gpu_status": info["cupy_reason"],
         "loadavg": load,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    })
+    return out
+
+
+#: Modules whose source the engine fingerprint of a benchmark result covers.
+BENCH_ENGINE = ("tdcore._backend", "tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
+                "tdcore._algorithm1.api", "tdcore._algorithm1.params", "tdcore._algorithm1.run",
+                "tdcore._algorithm1.checkpoint", "tdcore._refine", "tdcore._baselines", "tdcore._validate",
+                "tdcore._util", "tdcore.bench.timing", "tdcore.bench.suite", "tdcore.bench.baselines")
 
 
 def tune_malloc(*, mmap_threshold=32 * 2**20, trim_threshold=256 * 2**20, top_pad=16 * 2**20):
@@ -323,6 +306,8 @@ def write_bench_result(path, payload, markdown=None):
     path : str or Path
         Ends in ``.json``; its folder is created when missing.
     payload : dict
+        Stamped with a ``"provenance"`` record (commit, command, machine, engine
+        fingerprint over :data:`BENCH_ENGINE`) unless it has one.
     markdown : str, optional
 
     Returns
@@ -335,6 +320,12 @@ def write_bench_result(path, payload, markdown=None):
         raise ValueError(f"path must end in .json, got {str(path)!r}")
     if not isinstance(payload, dict):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+    if "provenance" not in payload:
+        from .._provenance import provenance
+
+        mode = payload.get("mode")
+        script = "python benchmarks/run_all.py" + (" --quick" if mode == "quick" else " --full" if mode else "")
+        payload = {**payload, "provenance": provenance(modules=BENCH_ENGINE, script=script)}
     text = json.dumps(jsonable(_drop_private(payload)), indent=1, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, text)

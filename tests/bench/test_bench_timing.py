@@ -102,7 +102,10 @@ def test_write_result_drops_samples_and_nonfinite(tmp_path):
     path = bench.write_bench_result(tmp_path / "sub" / "bench_x.json", payload, "# x\n\n")
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+    stored = json.loads(text)
+    prov = stored.pop("provenance")   # every stored result says where it came from
+    assert stored == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+    assert prov["engine"]["modules"] == sorted(bench.BENCH_ENGINE) and prov["machine"]["cores"] >= 1
     assert (tmp_path / "sub" / "bench_x.md").read_text() == "# x\n"
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["bench_x.json", "bench_x.md"]  # no temp left
     with pytest.raises(ValueError, match="json"):
