@@ -9,7 +9,7 @@ Every result file that tdcore's scripts and benchmarks write carries a
 * ``machine``: CPU, cores, memory, Python/NumPy/SciPy versions, the BLAS library
   with its kernel and thread count (threadpoolctl), the GPU if one is used;
 * ``engine``: the list of modules that computed the result and a hash of their
-  source (:func:`engine_fingerprint`).  A later change to any of them changes the
+  code, comments and docstrings left out (:func:`engine_fingerprint`).  A later change to any of them changes the
   fingerprint, which is how a stored result is known to be stale
   (:func:`check_engine`).
 """
@@ -42,7 +42,11 @@ def _module_file(name):
 
 
 def engine_fingerprint(modules=CORE_ENGINE):
-    """A hash of the source code of ``modules`` (names such as ``"tdcore._algorithm1.run"``).
+    """A hash of the code of ``modules`` (names such as ``"tdcore._algorithm1.run"``).
+
+    The hash covers each module's tokens without its comments and docstrings
+    (:func:`_code_tokens`): documentation edits keep stored results current, any
+    change of the code makes them stale.
 
     Parameters
     ----------
@@ -63,8 +67,31 @@ def engine_fingerprint(modules=CORE_ENGINE):
         raise ValueError(f"modules must be a non-empty sequence of module names, got {modules!r}")
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        h.update(name.encode() + b"\0" + _module_file(name).read_bytes() + b"\0")
+        h.update(name.encode() + b"\0" + _code_tokens(_module_file(name)) + b"\0")
     return "sha256:" + h.hexdigest()[:16]
+
+
+def _code_tokens(path):
+    """The module's code as a token stream without comments, docstrings and layout.
+
+    Editing a docstring, a comment or blank lines leaves the fingerprint unchanged;
+    any change to the code (a name, a constant, an operator) changes it.  A string
+    token standing alone as a statement (a docstring) is dropped.
+    """
+    import io
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
+    toks = [t for t in tokenize.tokenize(io.BytesIO(path.read_bytes()).readline) if t.type not in skip]
+    out, prev = [], tokenize.NEWLINE
+    for k, t in enumerate(toks):
+        nxt = toks[k + 1].type if k + 1 < len(toks) else tokenize.ENDMARKER
+        if (t.type == tokenize.STRING and prev in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+                and nxt in (tokenize.NEWLINE, tokenize.ENDMARKER)):
+            continue
+        out.append(f"{t.type}:{t.string}")
+        prev = t.type
+    return "\n".join(out).encode()
 
 
 def git_commit(path=None):

@@ -46,3 +46,16 @@ def test_check_engine_names_the_regenerating_script():
         pv.check_engine(stale, name="results/x.json")
     with pytest.raises(ValueError, match="no provenance"):
         pv.check_engine({"rows": []}, name="results/y.json")
+
+
+def test_fingerprint_ignores_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
+    fake = tmp_path / "tdcore_fake_doc.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake.write_text('"""Module doc."""\n\n\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    f0 = pv.engine_fingerprint(["tdcore_fake_doc"])
+    fake.write_text('"""Another doc."""\n\ndef f(x):\n    """Other doc,\n    two lines."""\n\n    return x + 1  # two\n')
+    assert pv.engine_fingerprint(["tdcore_fake_doc"]) == f0
+    fake.write_text('"""Module doc."""\n\n\ndef f(x):\n    """Doc."""\n    return x + 2\n')
+    assert pv.engine_fingerprint(["tdcore_fake_doc"]) != f0
+    fake.write_text('"""Module doc."""\n\n\ndef f(x):\n    """Doc."""\n    return "x + 1"\n')
+    assert pv.engine_fingerprint(["tdcore_fake_doc"]) != f0
