@@ -337,6 +337,11 @@ def merge_sweep(name, size, *, store="runs/sweeps", out_dir="results"):
         return merged
     path = Path(out_dir) / sweep.output.format(size=size)
     _atomic_write(path, merged)
+    if isinstance(merged.get("markdown"), str):   # a human-readable table beside it
+        md = path.with_suffix(".md")
+        tmp = md.with_name(md.name + ".tmp")
+        tmp.write_text(merged["markdown"])
+        os.replace(tmp, md)
     return str(path)
 
 
