@@ -2,7 +2,8 @@
 
 The core library, by concern (each module documents its part):
 
-* tensors and measurements (``_tensor``): :class:`SymCP`, :func:`random_target`,
+* tensors and measurements (``_tensor``; ``_inputs`` reads tensors of your own):
+  :class:`SymCP`, :func:`random_target`,
   :func:`rel_error`, :func:`inner`, :func:`norm`, ... -- everything through Gram
   matrices, never the ``d**l`` array;
 * objectives and gradients (``_objective``);
@@ -26,6 +27,7 @@ from ._algorithm1 import CheckpointError, DivergenceError, algorithm1, algorithm
 from ._backend import backend_info, get_backend, to_numpy
 from ._baselines import cp_als, power_method, refit_weights, tensorly_available
 from ._dynamics import deflation_flow, homogeneous_gd, vanilla_gd
+from ._inputs import load_target
 from ._lazy import lazy_fit, lazy_kernel, lazy_threshold_sweep, sym_dim
 from ._objective import fit_objective, objective, vanilla_objective
 from ._refine import decompose, precise_rel_error, refine
@@ -36,7 +38,7 @@ from ._twolayer import empirical_loss, hermite, train_student
 
 __all__ = [
     # tensors and measurements
-    "SymCP", "random_target", "moment_tensor", "rel_error", "inner", "norm", "symmetrize", "is_symmetric",
+    "SymCP", "random_target", "moment_tensor", "load_target", "rel_error", "inner", "norm", "symmetrize", "is_symmetric",
     "check_target", "subspace_basis",
     # objectives
     "fit_objective", "vanilla_objective", "objective",
