@@ -88,6 +88,12 @@ SWEEPS = {
               _CORE + ("tdcore._lazy", "tdcore._stats", "tdcore.book.algorithm1",
                        "tdcore.book.convergence", "tdcore.book.proof_pictures", "tdcore.sweep.convergence"),
               "convergence_{size}.json"),
+        Sweep("two_layer",
+              "the two-layer chapter at larger d: the width and the number of samples each regime needs "
+              "(lazy NTK, plain GD, Algorithm 1's recipe), with their exponents in d",
+              "tdcore.sweep.two_layer:cells", "tdcore.sweep.two_layer:run_cell", "tdcore.sweep.two_layer:merge",
+              _CORE + ("tdcore._twolayer", "tdcore._stats", "tdcore.book.two_layer", "tdcore.sweep.two_layer"),
+              "two_layer_{size}.json"),
     )
 }
 

@@ -144,3 +144,19 @@ def test_cli_lists_runs_and_refuses_clearly(tmp_path):
     assert "4 computed, 0 cached" in ok.stdout and (tmp_path / "res" / "default_rule_quick.json").is_file()
     again = _cli("default_rule", "--size", "quick", "--workers", "0", "--store", "st", "--out-dir", "res", cwd=tmp_path)
     assert "0 computed, 4 cached" in again.stdout
+
+
+def test_two_layer_sweep_cells_reproduce_the_chapters_functions(tmp_path):
+    import math
+
+    from tdcore.book import two_layer as tl
+    from tdcore.sweep.two_layer import SIZES
+
+    s = run_sweep("two_layer", size="quick", workers=0, store=tmp_path / "s", out_dir=tmp_path)
+    out = json.loads(open(s.output).read())
+    c = SIZES["quick"]
+    direct = tl.sample_sweep(c["ds"], epochs=c["epochs"], seeds=tuple(c["sample_seeds"]))
+    nan = lambda v: math.nan if v is None else v  # noqa: E731
+    for reg, vals in direct.n_star.items():
+        got = [nan(v) for v in out["samples"]["n_star"][reg]]
+        assert all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, vals)), reg
