@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Keep debugpy's frozen-module notice out of kernel logs.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test unit nbval html-check chromium clean sweep
+.PHONY: help venv book test unit nbval html-check chromium clean sweep mutants
 
 help:
 	@echo "make venv   - create .venv from requirements.txt (re-run when it or pyproject.toml change)"
@@ -24,6 +24,7 @@ help:
 	@echo "make test   - unit tests, nbval (TDCORE_QUICK=1), fresh book build, HTML checks; times in _build/timings.json"
 	@echo "make bench  - the quick benchmark suite (results/bench_quick_*); full suite: benchmarks/run_all.py --full"
 	@echo "make sweep  - regenerate a stored full-size run on a local Dask cluster (SWEEP=convergence|default_rule)"
+	@echo "make mutants - mutation testing of the book: each planted bug must be caught by a chapter (results/mutants.json, mutants.md)"
 	@echo "make gpu-check - on a GPU machine: CuPy agreement tests and the GPU benchmark (results/bench_gpu.*)"
 	@echo "make clean  - remove _build"
 
@@ -97,3 +98,15 @@ gpu-check: venv
 SWEEP ?= convergence
 sweep: venv
 	$(PY) -m tdcore sweep $(SWEEP) --size full
+
+# ----------------------------------------------------------------------- mutants
+# Mutation testing of the book: every chapter in quick mode against each mutant of
+# tests/mutants/tdcore_mutants.py (tdcore broken on purpose, in memory, one bug at a time).
+# Writes results/mutants.json (with provenance) and mutants.md (the book's appendix page);
+# fails when a mutant survives or a chapter fails without a mutant.  About 9 min (11 mutants x 12 chapters), run
+# one core at a time (JOBS=1: the chapters with timing claims need an idle machine); `make test` runs only the fast subset (tests/mutants/test_mutants_fast.py).
+# MUTANT_ARGS, e.g. MUTANT_ARGS="--first" (stop each mutant at its first catching chapter)
+# or MUTANT_ARGS="--mutants no_rescale,pm_deflation_sign".
+JOBS ?= 1
+mutants: venv
+	$(PY) tests/mutants/run_mutants.py --jobs $(JOBS) $(MUTANT_ARGS)

@@ -84,7 +84,8 @@ def default_params(d, order, m, target_norm=1.0, *, epochs=None, iters=None, del
       under 20 s on one core.
     * ``eta     = 0.25 / (l^2 ||T*||)``.  After the mode switch a component of weight
       ``w`` has curvature about ``l^2 w`` along its own direction and ``w <= ||T*||``,
-      so this keeps every fitted component at a quarter of the stability limit.
+      so ``eta l^2 w <= 1/4``: the step is an eighth of the stability limit
+      ``2 / (l^2 w)`` of every fitted component (a quarter would be ``0.5 / (l^2 ||T*||)``).
     * ``lam     = 2e-3 ||T*||``: the regulariser's bias on a fitted component of
       weight ``w`` is about ``lam`` (its fixed point is ``w - lam``), so it adds
       roughly ``lam sqrt(r)`` to the relative error.

@@ -538,11 +538,13 @@ def regularizer_comparison(d, r, order, m, *, seeds, lams=(0.0, 2e-3, 5e-2), epo
         Per ``lam``: ``errors``, ``max_jump`` (largest ``f_after - f_before`` over the
         re-initialisations of epochs >= 2, per seed), ``sorted_norms`` (final column
         norms, sorted, per seed), ``sum_sq`` (``sum ||u_i||^2`` per seed) and
-        ``weight_l1`` (``sum |a_i c_i^{l-2}| ||u_i||^l``, the components' Frobenius norms).
+        ``weight_l1`` (``sum |a_i c_i^{l-2}| ||u_i||^l``, the components' Frobenius norms);
+        ``target_l1``: per seed, the target's ``sum_k |w_k|`` (its components' Frobenius norms).
     """
     seeds = check_seeds(seeds, distinct=True)
     targets = sweep_targets(d, r, order, len(seeds), target_seed=target_seed)
-    out = {"config": {"d": d, "r": r, "order": order, "m": m, "epochs": epochs, "n_seeds": len(seeds)}, "lams": []}
+    out = {"config": {"d": d, "r": r, "order": order, "m": m, "epochs": epochs, "n_seeds": len(seeds)}, "lams": [],
+           "target_l1": [float(np.sum(np.abs(t.weights))) for t in targets]}
     for lam in lams:
         with np.errstate(all="ignore"):
             br = algorithm1_batch(targets, m, seeds=seeds, lam=lam, epochs=epochs)

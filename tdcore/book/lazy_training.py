@@ -37,6 +37,7 @@ from .style import legend, method_color, new_ax, plain_log_ticks
 from .tables import markdown_table
 
 __all__ = [
+    "dense_lazy_residual",
     "lazy_gd_experiment",
     "lazy_scale_sweep",
     "LazyGDExperiment",
@@ -55,6 +56,51 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # gradient descent in the lazy scaling (Experiment B)
 # ---------------------------------------------------------------------------
+def dense_lazy_residual(target, U0):
+    """The lazy fit's relative residual by a dense least-squares solve (a cross-check of :func:`tdcore.lazy_fit`).
+
+    Forms the ``d^l x (d m)`` matrix of the features ``sym(u_i^{(x)(l-1)} (x) e_a)``
+    explicitly and projects the dense target onto their span with
+    :func:`numpy.linalg.lstsq`: no kernel, no eigendecomposition.  Only for small
+    ``d^l`` (the matrix is dense).
+
+    Parameters
+    ----------
+    target : SymCP
+    U0 : array of shape (d, m)
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import tdcore
+    >>> U0 = np.random.default_rng(0).standard_normal((3, 4))
+    >>> dense_lazy_residual(tdcore.random_target(3, 1, 3, seed=0), U0) < 1e-12  # dm = 12 >= C(5, 3)
+    True
+    """
+    U0 = np.asarray(U0, dtype=float)
+    d, m = U0.shape
+    l = target.order
+    eye = np.eye(d)
+    cols = []
+    for i in range(m):
+        u = U0[:, i]
+        for a in range(d):
+            acc = np.zeros((d,) * l)
+            for pos in range(l):  # the lone e_a in each of the l slots
+                t = np.ones(())
+                for slot in range(l):
+                    t = np.multiply.outer(t, eye[a] if slot == pos else u)
+                acc += t
+            cols.append(acc.ravel() / l)
+    Phi = np.stack(cols, axis=1)
+    T = np.asarray(target.to_dense(), float).ravel()
+    coef, *_ = np.linalg.lstsq(Phi, T, rcond=None)
+    return float(np.linalg.norm(T - Phi @ coef) / np.linalg.norm(T))
+
+
 def _lazy_gd_run(target, Z, scale, steps, eta_factor, rec):
     """One paired lazy run: GD on the nonlinear model and the exact linearised prediction."""
     d, m = Z.shape

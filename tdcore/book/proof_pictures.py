@@ -24,7 +24,8 @@ import math
 
 import numpy as np
 
-from .._algorithm1 import algorithm1, algorithm1_batch
+from .._algorithm1 import algorithm1, algorithm1_batch, default_params
+from .._objective import objective
 from .._stats import fit_line
 from .._tensor import SymCP, subspace_basis
 from .._validate import as_rng, check_float, check_int, check_int_list, check_seed, check_seeds
@@ -38,14 +39,17 @@ __all__ = [
     "load_full_run",
     "recorded_run",
     "lemma3_steps",
+    "lemma3_bound",
     "plot_lemma3",
     "reinit_jumps",
     "plot_reinit_jumps",
     "lemma5_ratios",
+    "lemma5_fresh",
     "plot_lemma5",
     "lemma6_correlations",
     "plot_lemma6",
     "lemma7_growth",
+    "lemma7_independent",
     "plot_lemma7",
     "lemma9_paths",
     "plot_lemma9",
@@ -110,7 +114,10 @@ def lemma3_steps(run):
         (bool mask of flagged steps), ``n_increase_normal`` (normal steps with
         ``df > tol``), ``max_rel_increase_normal``, ``max_rel_increase_switch``,
         ``tol`` (rounding: ``1e-12`` relative plus the Gram expansion's absolute
-        rounding ``4 (l sqrt(d) + 4) eps (3 ||T*||)^2``).
+        rounding ``4 (l sqrt(d) + 4) eps (3 ||T*||)^2``); ``n_switch_mismatch``: in
+        epochs >= 2, the steps where the records' switches and the fresh column's
+        crossings of the paper's threshold ``2 sqrt(m + K) delta`` disagree (the
+        last step of an epoch is not checked: its crossing is not recorded).
     """
     res = run["result"] if isinstance(run, dict) else run
     p = res.params
@@ -136,18 +143,100 @@ def lemma3_steps(run):
             else:
                 flag.append(bool(nsw) and (whole or t in crossings or (t == len(rec) - 1 and nsw > len(crossings))))
     df, f, flag = np.array(df), np.array(f), np.array(flag, dtype=bool)
+    # the paper's switch rule, from the run's m, K and delta (not from the engine's switch_threshold):
+    # in epochs >= 2 only the fresh column can switch, in the step where it crosses 2 sqrt(m + K) delta
+    mismatch = 0
+    for k in h["epoch"]:
+        rec = recs[k]
+        if k < 2 or rec[0].get("n_switches") is None:
+            continue
+        thr = 2 * math.sqrt(p.m + p.epochs) * p.delta
+        fresh = [it["fresh_norm"] for it in rec]
+        cross = {t for t in range(len(rec) - 1) if fresh[t] <= thr < fresh[t + 1]}
+        made = {t for t in range(len(rec) - 1) if rec[t]["n_switches"]}
+        mismatch += len(cross ^ made)
     # rounding of the objective itself: 1e-12 relative, plus the Gram expansion's absolute rounding,
     # about (l sqrt(d) + 4) eps (||T_t|| + ||T*||)^2 with ||T_t|| <= 2 ||T*|| along a decreasing run
     gram = 4 * (p.order * math.sqrt(p.d) + 4) * np.finfo(float).eps * (3 * p.target_norm) ** 2
     tol = 1e-12 * np.maximum(np.abs(f), 1e-300) + gram
     inc = df > tol
     rel = df / np.maximum(np.abs(f), 1e-300)
-    return {"df": df, "f": f, "epoch": np.array(ep), "switch": flag,
+    return {"df": df, "f": f, "epoch": np.array(ep), "switch": flag, "n_switch_mismatch": mismatch,
             "n_steps": int(df.size), "n_flagged": int(flag.sum()),
             "n_increase_normal": int(np.sum(inc & ~flag)), "n_increase_switch": int(np.sum(inc & flag)),
             "max_rel_increase_normal": float(np.max(np.where(~flag, rel, -np.inf))) if (~flag).any() else math.nan,
             "max_rel_increase_switch": float(np.max(np.where(flag, rel, -np.inf))) if flag.any() else math.nan,
             "tol": tol}
+
+
+def lemma3_bound(target, state, *, steps, eta, lam, delta, seed=0):
+    """Lemma 3's decrease, step by step: each iteration of the engine against ``(eta/l) ||grad_U f||^2``.
+
+    Runs :func:`tdcore.algorithm1` one iteration at a time (``epochs=1, iters=1,
+    reinit=False``) from ``state``, whose smallest column is first replaced by a
+    fresh one (norm ``delta``, ``c = sqrt(d (m + 1)) / delta``, ``chat = 1/delta``,
+    not switched: the start of an epoch).  At every state the objective and its
+    gradient in ``U`` with ``C``, ``Chat`` fixed come from :func:`tdcore.objective`,
+    independently of the engine's own arithmetic.
+
+    Parameters
+    ----------
+    target : SymCP
+        Unit Frobenius norm (the engine works on ``T* / ||T*||``).
+    state : dict
+        ``U, a, c, chat, switched`` (an epoch-end state of :func:`recorded_run`).
+    steps : int
+    eta, lam, delta : float
+        The run's parameters.
+    seed : int
+        For the fresh column.
+
+    Returns
+    -------
+    dict
+        ``f`` (before each step), ``df``, ``grad2`` (``||grad_U f||_F^2``), ``switch``
+        (a mode switch in the step), ``ratio`` (``-df / ((eta/l) grad2)``; Lemma 3
+        says ``>= 1`` on steps without a switch), ``step_dev`` (largest relative
+        deviation of the engine's ``U'`` from ``U - eta grad_U f``),
+        ``rescale_dev`` (largest relative deviation of its ``c'``, ``chat'`` from
+        ``c ||u|| / ||u'||``, divided by ``sqrt(d (m + 1))`` at a switch).
+    """
+    if not isinstance(target, SymCP) or not math.isclose(target.norm(), 1.0, rel_tol=1e-12):
+        raise ValueError("lemma3_bound needs a SymCP target of unit Frobenius norm")
+    steps = check_int("steps", steps, minimum=1)
+    d, l = target.d, target.order
+    st = {k: np.array(v, dtype=float if k != "switched" else bool) for k, v in state.items()}
+    m = st["U"].shape[1]
+    factor = default_params(d, l, m, epochs=1, iters=1, delta=delta, eta=eta, lam=lam).switch_factor
+    rng = as_rng(check_seed(seed))
+    j = int(np.argmin(np.linalg.norm(st["U"], axis=0)))
+    g = rng.standard_normal(d)
+    st["U"][:, j] = delta * g / np.linalg.norm(g)
+    st["a"][j] = rng.choice([-1.0, 1.0])
+    st["c"][j], st["chat"][j], st["switched"][j] = factor / delta, 1.0 / delta, False
+    f, df, grad2, sw, ratio, step_dev, resc_dev = [], [], [], [], [], 0.0, 0.0
+    f_now, grad = objective(st["U"], st["c"], st["chat"], st["a"], target, lam, grad=True)
+    for _ in range(steps):
+        res = algorithm1(target, m, epochs=1, iters=1, eta=eta, lam=lam, delta=delta, reinit=False, init_state=st)
+        new = res.state
+        expect_u = st["U"] - eta * grad
+        step_dev = max(step_dev, float(np.linalg.norm(new["U"] - expect_u) / np.linalg.norm(expect_u)))
+        switched_now = np.asarray(new["switched"], bool) & ~st["switched"]
+        ratio_u = np.linalg.norm(st["U"], axis=0) / np.linalg.norm(new["U"], axis=0)
+        expect_c = st["c"] * ratio_u / np.where(switched_now, factor, 1.0)
+        resc_dev = max(resc_dev, float(np.max(np.abs(new["c"] / expect_c - 1))),
+                       float(np.max(np.abs(new["chat"] / (st["chat"] * ratio_u) - 1))))
+        st = {k: np.array(new[k]) for k in ("U", "a", "c", "chat", "switched")}
+        f_new, grad_new = objective(st["U"], st["c"], st["chat"], st["a"], target, lam, grad=True)
+        g2 = float(np.sum(grad * grad))
+        f.append(float(f_now))
+        df.append(float(f_new - f_now))
+        grad2.append(g2)
+        sw.append(bool(switched_now.any()))
+        ratio.append(-(f_new - f_now) / (eta / l * g2) if g2 > 0 else math.nan)
+        f_now, grad = f_new, grad_new
+    return {"f": np.array(f), "df": np.array(df), "grad2": np.array(grad2), "switch": np.array(sw, bool),
+            "ratio": np.array(ratio), "step_dev": step_dev, "rescale_dev": resc_dev}
 
 
 def plot_lemma3(steps, *, ax=None):
@@ -186,8 +275,12 @@ def reinit_jumps(*, ms, lams, d, r, order, seeds, epochs=10, target_seed=0, cach
         ``rows``: one dict per ``(m, lam)`` with ``bound = 1/(lam m)``, ``max_jump``,
         ``median_jump``, ``constant = max_jump * lam * m``, ``max_epoch_increase``
         (largest ``f`` at the end of an epoch minus ``f`` before its re-initialisation,
-        Lemma 2) and ``max_pb_ratio``;
-        ``constant``: the largest measured constant.
+        Lemma 2), ``max_pb_ratio``, ``delta`` (the runs' initial radius) and
+        ``fresh_cost`` (``median_jump / (lam delta^2)``: a fresh column of norm
+        ``delta`` adds ``lam delta^2`` to the regulariser);
+        ``constant``: the largest measured constant; ``slope_lam``: the fitted slope
+        of ``log(median_jump / delta^2)`` against ``log(lam)`` over all rows (the
+        bound's scaling would be -1).
     """
     ms = check_int_list("ms", ms, 1)
     lams = check_float_list("lams", lams, nonnegative=True)
@@ -214,14 +307,20 @@ def reinit_jumps(*, ms, lams, d, r, order, seeds, epochs=10, target_seed=0, cach
                 if pb:
                     pbr.append(max(pb) / ((p.m + p.epochs) * p.delta**2))
             jumps = np.array(jumps, float)
+            dl = float(br.results[0].params.delta)
             row = {"m": m, "lam": lam, "bound": 1.0 / (lam * m), "max_jump": float(jumps.max()),
                    "median_jump": float(np.median(jumps)), "constant": float(jumps.max() * lam * m),
+                   "delta": dl, "fresh_cost": float(np.median(jumps) / (lam * dl**2)),
                    "max_epoch_increase": float(np.max(incr)),
                    "max_pb_ratio": float(max(pbr)) if pbr else math.nan}
             if cache is not None:
                 cache[key] = row
             rows.append(row)
-    return {"rows": rows, "constant": max(r_["constant"] for r_ in rows),
+    slope = math.nan
+    if len({r_["lam"] for r_ in rows}) >= 2:
+        slope = fit_line(np.log([r_["lam"] for r_ in rows]),
+                         np.log([r_["median_jump"] / r_["delta"] ** 2 for r_ in rows]), min_points=2).slope
+    return {"rows": rows, "constant": max(r_["constant"] for r_ in rows), "slope_lam": float(slope),
             "config": {"d": d, "r": r, "order": order, "epochs": epochs, "n_seeds": len(seeds)}}
 
 
@@ -250,6 +349,41 @@ def lemma5_ratios(run):
     p = res.params
     pb = np.array([np.nan if v is None else v for v in res.history["pb_norm2"]], float)
     return pb / ((p.m + p.epochs) * p.delta**2)
+
+
+def lemma5_fresh(run):
+    """The fresh column's part outside ``S``, at every recorded iteration, against its start (Lemma 5's mechanism).
+
+    The records hold ``||u||`` and ``||P_S u||`` of the latest re-initialised
+    column at every iteration, so ``||P_B u_t||^2 = ||u_t||^2 - ||P_S u_t||^2``.  The
+    proof's argument is that a step does not push a small column further into
+    ``B``; for the fresh column that means ``||P_B u_t|| <= delta`` throughout its
+    epoch, and no increase while the column is below the switch level
+    ``2 sqrt(m + K) delta``.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (``||P_B u_t||^2 / delta^2`` per iteration), ``max_ratio`` and
+        ``tol`` (the rounding of the difference of squares,
+        per iteration; ``4 d eps ||u_t||^2 / delta^2``), ``n_increase`` (steps below the
+        switch level that increased it beyond that rounding) and ``n_steps`` (such steps).
+    """
+    res = run["result"] if isinstance(run, dict) else run
+    p = res.params
+    its = res.history["iterations"]
+    n = np.array([it["fresh_norm"] for it in its], float)
+    ps = np.array([it["fresh_ps_norm"] for it in its], float)
+    ratio = (n**2 - ps**2) / p.delta**2
+    # ||P_S u|| = ||Q^T u|| carries a relative rounding of about d eps, so the difference of squares
+    # is known to about 4 d eps ||u||^2
+    tol = 4 * p.d * np.finfo(float).eps * n**2 / p.delta**2
+    ep = np.array([it["epoch"] for it in its])
+    small = n[:-1] <= 2 * math.sqrt(p.m + p.epochs) * p.delta  # the lemma's regime: before the switch
+    same = (ep[1:] == ep[:-1]) & small
+    grew = (ratio[1:] > ratio[:-1] + tol[1:] + tol[:-1]) & same
+    return {"ratio": ratio, "max_ratio": float(np.max(ratio - tol)), "tol": tol, "n_increase": int(grew.sum()),
+            "n_steps": int(same.sum())}
 
 
 def plot_lemma5(ratios, *, ax=None, labels=None):
@@ -351,7 +485,7 @@ def _fit_rate(t, y):
     return fit_line(t, np.log(y)).slope
 
 
-def lemma7_growth(run, *, min_growth=100.0, saturation=0.1):
+def lemma7_growth(run, *, min_growth=100.0, saturation=0.1, eps=None):
     """Exponential growth of ``||P_S u_t||^2`` of the fresh column (Lemma 7), epoch by epoch.
 
     An epoch ``k >= 2`` counts as a growth epoch when its fresh column's
@@ -367,16 +501,22 @@ def lemma7_growth(run, *, min_growth=100.0, saturation=0.1):
         ``epochs`` (growth epochs), ``rate_before``, ``rate_after`` (per-step
         rates of ``log ||P_S u||^2``), ``eps_start`` (relative error right after the
         re-initialisation: the fit part of ``f_after_reinit``), ``kappa``
-        (``(exp(rate_after) - 1) r^{l/2} / (eta eps_start)``, the constant in Lemma 7's ``1 + Omega(eta eps / r^{l/2})``), ``n_epochs``
-        (epochs >= 2), ``curves`` (``t, ||P_S u_t||`` per growth epoch).
+        (``(exp(rate_after) - 1) r^{l/2} / (eta eps_start)``: the constant of a growth
+        factor ``1 + kappa eta eps_start / r^{l/2}``, with the error the column actually
+        sees), ``kappa_eps`` (the same with the lemma's ``eps`` in place of
+        ``eps_start``, when ``eps`` is given), ``ps0_ratio`` (``||P_S u_0|| / (delta /
+        sqrt(d))``, the lemma's hypothesis ``||P_S u_0|| >= Omega(delta / sqrt(d))``),
+        ``n_epochs`` (epochs >= 2), ``curves`` (``t, ||P_S u_t||`` per growth epoch).
     """
+    if eps is not None:
+        eps = check_float("eps", eps, positive=True)
     res = run["result"] if isinstance(run, dict) else run
     p = res.params
     h = res.history
     recs = _epoch_records(res)
     r = run["basis"].shape[1] if isinstance(run, dict) else None
-    out = {"epochs": [], "rate_before": [], "rate_after": [], "eps_start": [], "kappa": [], "curves": [],
-           "n_epochs": 0, "eta": p.eta, "r": r, "order": p.order}
+    out = {"epochs": [], "rate_before": [], "rate_after": [], "eps_start": [], "kappa": [], "kappa_eps": [],
+           "ps0_ratio": [], "curves": [], "n_epochs": 0, "eta": p.eta, "r": r, "order": p.order, "eps": eps}
     for k_idx, k in enumerate(h["epoch"]):
         if k < 2:
             continue
@@ -406,7 +546,38 @@ def lemma7_growth(run, *, min_growth=100.0, saturation=0.1):
         if r is not None and np.isfinite(ra) and eps0 > 0:
             kap = (math.exp(ra) - 1) * r ** (p.order / 2) / (p.eta * eps0)
         out["kappa"].append(kap)
+        out["kappa_eps"].append(kap * eps0 / eps if eps is not None and np.isfinite(kap) else math.nan)
+        out["ps0_ratio"].append(float(ps[0] / (p.delta / math.sqrt(p.d))))
         out["curves"].append((t, ps))
+    return out
+
+
+def lemma7_independent(d, r, order, m, *, seeds, epochs=8, eps=0.05, **kwargs):
+    """Lemma 7 on independent samples: the first growth epoch of each of several independent runs.
+
+    The growth epochs of one run are not independent (with ``m = r`` a run keeps
+    losing and refitting the same component).  Here every seed gets its own
+    target (:func:`sweep_targets`) and its own recorded run, and only its first
+    growth epoch (see :func:`lemma7_growth`, which gets ``eps`` and ``kwargs``) is kept.
+
+    Returns
+    -------
+    dict
+        The lists of :func:`lemma7_growth` with one entry per run that had a growth
+        epoch (``seed`` says which), ``n_runs``.
+    """
+    seeds = check_seeds(seeds, distinct=True)
+    targets = sweep_targets(d, r, order, len(seeds))
+    keys = ("epochs", "rate_before", "rate_after", "eps_start", "kappa", "kappa_eps", "ps0_ratio", "curves")
+    out = {k: [] for k in keys}
+    out.update(seed=[], n_runs=len(seeds), eps=eps, r=r, order=order)
+    for target, seed in zip(targets, seeds):
+        g = lemma7_growth(recorded_run(target, m, seed=seed, epochs=epochs), eps=eps, **kwargs)
+        if g["epochs"]:
+            for k in keys:
+                out[k].append(g[k][0])
+            out["seed"].append(seed)
+            out["eta"] = g["eta"]
     return out
 
 
@@ -435,7 +606,12 @@ def lemma9_paths(run, *, min_decrease=1e-9):
         ``epochs``, ``path`` (``sum_t ||T_t - T_{t-1}||_F``), ``decrease``
         (``f_0 - f_H`` with ``f_0`` after the re-initialisation), ``scale``
         (``sqrt(eta H / lam * decrease)``), ``ratio`` (path / scale, only for
-        epochs whose decrease exceeds ``min_decrease``), ``constant`` (largest ratio).
+        epochs whose decrease exceeds ``min_decrease``), ``constant`` (largest ratio);
+        with the epoch-end states of :func:`recorded_run` also ``norm2`` (the larger of
+        ``||U||_F^2`` at the epoch's start and end, standing in for its maximum over the
+        epoch), ``ratio_u`` (``path / sqrt(eta H decrease norm2)``: the bound with the
+        measured column norms in place of the proof's ``f_0 / lam``; the argument of
+        the proof gives ``ratio_u <= l^{3/2}``) and ``constant_u``.
     """
     res = run["result"] if isinstance(run, dict) else run
     p = res.params
@@ -443,7 +619,8 @@ def lemma9_paths(run, *, min_decrease=1e-9):
         raise ValueError("Lemma 9's scale needs lam > 0")
     h = res.history
     recs = _epoch_records(res)
-    out = {"epochs": [], "path": [], "decrease": [], "scale": [], "ratio": []}
+    states = run.get("states") if isinstance(run, dict) else None
+    out = {"epochs": [], "path": [], "decrease": [], "scale": [], "ratio": [], "norm2": [], "ratio_u": []}
     for k_idx, k in enumerate(h["epoch"]):
         path = float(sum(it["step_change"] for it in recs[k]))
         dec = h["f_after_reinit"][k_idx] - h["objective"][k_idx]
@@ -453,8 +630,17 @@ def lemma9_paths(run, *, min_decrease=1e-9):
         out["decrease"].append(dec)
         out["scale"].append(scale)
         out["ratio"].append(path / scale if dec > min_decrease else math.nan)
+        if states is not None:
+            end = float(np.sum(np.asarray(states[k_idx]["U"]) ** 2))
+            start = float(np.sum(np.asarray(states[k_idx - 1]["U"]) ** 2)) if k_idx else 0.0
+            n2 = max(start, end)
+            out["norm2"].append(n2)
+            ok = dec > min_decrease and n2 > 0
+            out["ratio_u"].append(path / math.sqrt(p.eta * p.iters * dec * n2) if ok else math.nan)
     rat = np.array(out["ratio"], float)
     out["constant"] = float(np.nanmax(rat)) if np.isfinite(rat).any() else math.nan
+    ru = np.array(out["ratio_u"], float)
+    out["constant_u"] = float(np.nanmax(ru)) if ru.size and np.isfinite(ru).any() else math.nan
     return out
 
 
@@ -476,7 +662,7 @@ def plot_lemma9(paths, *, ax=None):
     return ax
 
 
-def lemma1_decrease(results, *, eps, substantial=0.1):
+def lemma1_decrease(results, *, eps, substantial=0.1, include_first=True):
     """Fraction of epochs that decrease ``f`` while the error exceeds ``eps`` (Lemma 1).
 
     An epoch ``k`` counts when the relative error at its start (end of epoch
@@ -490,31 +676,47 @@ def lemma1_decrease(results, *, eps, substantial=0.1):
     substantial : float
         Also count the epochs whose decrease is at least this fraction of ``f``
         before the re-initialisation.
+    include_first : bool
+        Count epoch 1 (whose progress is all columns growing at once from the
+        initialisation, not the fresh column of the lemma).  Either way, ``first``
+        reports epoch 1 on its own.
 
     Returns
     -------
     dict
         ``n_epochs`` (counted), ``n_decrease``, ``fraction`` (any decrease),
         ``n_substantial``, ``fraction_substantial``, ``decreases`` (``f_before -
-        f_end`` of the counted epochs), ``f_before``.
+        f_end`` of the counted epochs), ``f_before``; ``first``: epoch 1 of every run
+        (``n``, ``n_substantial``, ``decreases``, ``f_before``).
     """
     eps = check_float("eps", eps, positive=True)
     substantial = check_float("substantial", substantial, nonnegative=True)
-    dec, fb = [], []
+    if not isinstance(include_first, bool):
+        raise TypeError(f"include_first must be True or False, got {include_first!r}")
+    dec, fb, dec1, fb1 = [], [], [], []
     for res in results:
         h = res.history
         for k_idx in range(len(h["epoch"])):
+            d_k = h["f_before_reinit"][k_idx] - h["objective"][k_idx]
+            if k_idx == 0:
+                dec1.append(d_k)
+                fb1.append(h["f_before_reinit"][k_idx])
+                if not include_first:
+                    continue
             start = 1.0 if k_idx == 0 else h["rel_error"][k_idx - 1]
             if start > eps:
-                dec.append(h["f_before_reinit"][k_idx] - h["objective"][k_idx])
+                dec.append(d_k)
                 fb.append(h["f_before_reinit"][k_idx])
     dec, fb = np.array(dec, float), np.array(fb, float)
+    dec1, fb1 = np.array(dec1, float), np.array(fb1, float)
     n = int(dec.size)
     nd = int(np.sum(dec > 0))
     ns = int(np.sum(dec >= substantial * fb))
     return {"n_epochs": n, "n_decrease": nd, "fraction": nd / n if n else math.nan, "n_substantial": ns,
             "fraction_substantial": ns / n if n else math.nan, "substantial": substantial, "decreases": dec,
-            "f_before": fb}
+            "f_before": fb, "include_first": include_first,
+            "first": {"n": int(dec1.size), "n_substantial": int(np.sum(dec1 >= substantial * fb1)),
+                      "decreases": dec1, "f_before": fb1}}
 
 
 def plot_lemma1(stats, *, ax=None):

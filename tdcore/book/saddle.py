@@ -138,7 +138,8 @@ def saddle_escape_times(order, deltas, *, model="vanilla", d=10, seeds=(0, 1, 2)
     overlap : float in (0, 1] or None
         Initial cosine with ``v``; None draws ``z`` uniformly (sign flipped to be positive).
     eta : float, optional
-        Step size; default ``0.5 / l^2`` (half the stability limit at the solution).
+        Step size; default ``0.5 / l^2``: a quarter of the stability limit ``2 / l^2`` at
+        the solution, where the Hessian's top eigenvalue is ``l^2``.
     threshold : float
         Relative error that counts as escaped.
     max_time : float, optional

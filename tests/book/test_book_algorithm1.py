@@ -124,6 +124,8 @@ def test_regularizer_comparison_identity():
         x = rc[lam]
         # regulariser / lambda = sum ||u_i||^2 = total Frobenius size of the terms (once switched)
         np.testing.assert_allclose(x["sum_sq"], x["weight_l1"], rtol=1e-3)
+    targets = A1.sweep_targets(8, 2, 3, 2)
+    assert rc["target_l1"] == pytest.approx([float(np.abs(t.weights).sum()) for t in targets], rel=1e-15)
 
 
 def test_explorer_draws():

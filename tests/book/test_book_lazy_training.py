@@ -65,3 +65,18 @@ def test_explorer_panel_refuses_large_kernels_and_runs_in_the_explorer():
     assert ex.values == {"d": 8, "order": 3, "m": 10, "seed": 0}
     assert ex.figure.axes[0].lines
     plt.close("all")
+
+
+def test_dense_lazy_residual_agrees_with_lazy_fit():
+    import tdcore
+
+    T = tdcore.random_target(4, 1, 3, seed=0)
+    U0 = np.random.default_rng(2).standard_normal((4, 5))   # N = C(6, 3) = 20 = d m at m = 5
+    for m in (1, 2, 3, 4):
+        a = tdcore.lazy_fit(T, U0[:, :m]).rel_residual
+        assert abs(ch.dense_lazy_residual(T, U0[:, :m]) - a) < 1e-8
+    assert ch.dense_lazy_residual(T, U0) < 1e-10
+    # an order-4 case: the features are symmetrised over all four slots
+    T4 = tdcore.random_target(3, 1, 4, seed=1)
+    U4 = np.random.default_rng(3).standard_normal((3, 2))
+    assert abs(ch.dense_lazy_residual(T4, U4) - tdcore.lazy_fit(T4, U4).rel_residual) < 1e-8

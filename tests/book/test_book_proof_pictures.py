@@ -130,3 +130,63 @@ def test_explorer_draws():
     fig, ax = plt.subplots()
     assert P.explore_fresh_growth(ax=ax, d=6, r=1, m=2, epoch=2) is ax
     assert ax.has_data()
+
+
+def test_lemma3_switch_mismatch_uses_the_papers_level():
+    its = [{"epoch": k, "iteration": t, "objective": 1.0 - 0.01 * t, "fresh_norm": n, "n_switches": sw}
+           for k in (1, 2) for t, n, sw in ((1, 1.0, 0), (2, 1.5, 0), (3, 3.0, 1), (4, 3.1, 0))]
+    params = dict(iters=4, switch_threshold=99.0, order=3, d=5, target_norm=1.0, m=2, epochs=2, delta=1.0)
+    res = SimpleNamespace(params=SimpleNamespace(**params),
+                          history={"epoch": [1, 2], "iterations": its, "objective": [0.9, 0.9], "n_switches": [1, 1]})
+    # the paper's level 2 sqrt(m + K) delta = 4: no crossing, but a switch in epoch 2 (step 3)
+    assert P.lemma3_steps(res)["n_switch_mismatch"] == 1
+    params["delta"] = 0.7  # level 2.8: crossed in step 2 (1.5 -> 3.0), the switch was made in step 3
+    res.params = SimpleNamespace(**params)
+    assert P.lemma3_steps(res)["n_switch_mismatch"] == 2
+    params["delta"] = 0.6  # level 2.4: the same crossing, still one step off
+    its[5]["n_switches"], its[6]["n_switches"] = 1, 0
+    res.params = SimpleNamespace(**params)
+    assert P.lemma3_steps(res)["n_switch_mismatch"] == 0
+
+
+def test_lemma3_bound_matches_the_engine_and_the_lemma(recorded):
+    st = recorded["states"][1]
+    p = recorded["result"].params
+    out = P.lemma3_bound(recorded["target"], st, steps=60, eta=p.eta, lam=p.lam, delta=p.delta, seed=0)
+    assert out["f"].shape == out["df"].shape == out["grad2"].shape == (60,)
+    assert out["step_dev"] < 1e-12 and out["rescale_dev"] < 1e-12
+    assert np.all(out["ratio"][~out["switch"]] >= 1)
+    with pytest.raises(ValueError, match="unit Frobenius norm"):
+        P.lemma3_bound(tdcore.SymCP([2.0], np.eye(12)[:, :1], 3), st, steps=1, eta=p.eta, lam=p.lam, delta=p.delta)
+
+
+def test_lemma5_fresh_and_lemma9_with_norms(recorded):
+    x = P.lemma5_fresh(recorded)
+    assert x["ratio"].shape == (4 * 120,) and x["max_ratio"] <= 1 and x["n_increase"] == 0
+    paths = P.lemma9_paths(recorded)
+    assert len(paths["ratio_u"]) == 4 and paths["constant_u"] <= 3 ** 1.5
+    assert np.isnan(P.lemma9_paths(recorded["result"])["constant_u"])   # no states: no norms
+
+
+def test_lemma1_first_epoch_apart():
+    def res(rel, fb, fend):
+        return SimpleNamespace(history={"epoch": list(range(1, len(rel) + 1)), "rel_error": rel,
+                                        "f_before_reinit": fb, "objective": fend})
+
+    a = res([0.5, 0.5, 0.01], [0.5, 0.2, 0.2], [0.2, 0.19, 0.001])
+    out = P.lemma1_decrease([a], eps=0.05, substantial=0.1, include_first=False)
+    assert out["n_epochs"] == 2 and out["n_substantial"] == 1
+    assert out["first"]["n"] == 1 and out["first"]["n_substantial"] == 1
+    with pytest.raises(TypeError, match="include_first"):
+        P.lemma1_decrease([a], eps=0.05, include_first=1)
+
+
+def test_lemma7_independent_and_reinit_fresh_cost():
+    g = P.lemma7_independent(12, 2, 3, 2, seeds=[0, 1], epochs=3, eps=0.05)
+    assert g["n_runs"] == 2 and len(g["seed"]) == len(g["kappa_eps"]) == len(g["ps0_ratio"]) <= 2
+    for k0, ke, e0 in zip(g["kappa"], g["kappa_eps"], g["eps_start"]):
+        assert ke == pytest.approx(k0 * e0 / 0.05, rel=1e-12)
+    j = P.reinit_jumps(ms=[3], lams=[0.05, 0.2], d=12, r=2, order=3, seeds=[0, 1], epochs=3)
+    for row in j["rows"]:
+        assert row["fresh_cost"] == pytest.approx(row["median_jump"] / (row["lam"] * row["delta"] ** 2))
+    assert np.isfinite(j["slope_lam"])
