@@ -19,7 +19,7 @@ import os
 import importlib.util
 from pathlib import Path
 
-__all__ = ["results_dir", "result_path", "load_result"]
+__all__ = ["results_dir", "result_path", "load_result", "provenance_line"]
 
 ENV_VAR = "TDCORE_RESULTS"
 
@@ -81,3 +81,41 @@ def load_result(name, directory=None):
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"stored result {str(p)!r} is not valid JSON: {e}") from None
+
+
+def provenance_line(payload, *, what="stored result"):
+    """One line saying where a stored result came from (commit, date, command, machine, engine).
+
+    Parameters
+    ----------
+    payload : dict
+        A stored result with a ``"provenance"`` record (:mod:`tdcore._provenance`).
+    what : str
+        How to call it at the start of the line.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> provenance_line({"provenance": {"commit": "0123456789abcdef", "date": "2026-12-01T20:00:00+00:00",
+    ...                  "command": "python -m tdcore sweep convergence", "script": None,
+    ...                  "machine": {"cpu": "CPU X", "cores": 2, "blas": [{"internal_api": "openblas",
+    ...                  "architecture": "Haswell", "num_threads": 1}]},
+    ...                  "engine": {"fingerprint": "sha256:00ff"}}})
+    'stored result: commit 0123456, 2026-12-01, `python -m tdcore sweep convergence`, CPU X (2 cores, openblas Haswell, 1 BLAS thread), engine sha256:00ff'
+    """
+    prov = payload.get("provenance") if isinstance(payload, dict) else None
+    if not prov:
+        return f"{what}: no provenance record"
+    m = prov.get("machine") or {}
+    blas = (m.get("blas") or [{}])[0] or {}
+    threads = blas.get("num_threads")
+    bl = " ".join(str(x) for x in (blas.get("internal_api"), blas.get("architecture")) if x)
+    machine = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores" + (f", {bl}" if bl else "") + (
+        f", {threads} BLAS thread{'s' if threads != 1 else ''}" if threads else "") + ")"
+    commit = (prov.get("commit") or "no commit")[:7] + (" + local changes" if prov.get("dirty") else "")
+    cmd = prov.get("script") or prov.get("command") or "?"
+    return (f"{what}: commit {commit}, {str(prov.get('date', '?'))[:10]}, `{cmd}`, {machine}, "
+            f"engine {prov.get('engine', {}).get('fingerprint', '?')}")
