@@ -25,7 +25,7 @@ Memory of the moment input (``n`` samples in dimension ``d``, order ``l``):
 * as the dense array (``dense=True``, or ``"auto"`` when ``d^l`` is small: at
   least twice cheaper to contract than the ``n`` components and at most 32 MiB,
   e.g. ``d <= 161`` at order 3 -- the rule by which the fit itself contracts the
-  dense array, :func:`tdcore._objective.dense_is_cheaper`): accumulated block by
+  dense array, ``tdcore._objective.dense_is_cheaper``): accumulated block by
   block from the memory-mapped file, so that the arrays held are the ``d^l``
   result and one block of rows (8 MiB by default) plus at most 64 MiB of
   temporaries, whatever ``n``.  The file's pages are read once; the operating
@@ -184,7 +184,7 @@ def _load_factored(path, order):
 
 
 def _dense_moment_is_cheaper(n, d, order):
-    """The rule of :func:`tdcore._objective.dense_is_cheaper` for a moment tensor of ``n`` samples.
+    """The rule of ``tdcore._objective.dense_is_cheaper`` for a moment tensor of ``n`` samples.
 
     The dense ``d^order`` array is used when it is at least twice cheaper to
     contract than the ``n`` components and fits in half of ``DEFAULT_CHUNK_BYTES``.
@@ -269,7 +269,7 @@ def _load_moments(path, order, center, chunk, dense):
 
 
 def compact_target(target):
-    """The dense array of a SymCP target when it is the cheaper form (:func:`tdcore._objective.dense_is_cheaper`).
+    """The dense array of a SymCP target when it is the cheaper form (``tdcore._objective.dense_is_cheaper``).
 
     A tensor of many components in few dimensions (a moment tensor, say) is
     otherwise re-summed over all its components by every norm the fit takes;
@@ -314,7 +314,7 @@ def load_target(path, *, order=None, moments=False, center=False, chunk=None, de
         by block from the (memory-mapped) file, with no copy of the data;
         ``"auto"`` does so when the dense array is the cheaper form (at least
         twice cheaper to contract than the ``n`` components and at most 32 MiB,
-        the rule the fit applies anyway, :func:`tdcore._objective.dense_is_cheaper`).
+        the rule the fit applies anyway, ``tdcore._objective.dense_is_cheaper``).
         The command line uses ``"auto"``.
 
     Returns
@@ -328,8 +328,8 @@ def load_target(path, *, order=None, moments=False, center=False, chunk=None, de
 
     Raises
     ------
-    InputError
-        (a ``ValueError``) for a missing, unreadable or malformed file, a wrong
+    ValueError
+        (``tdcore._inputs.InputError``, a subclass) for a missing, unreadable or malformed file, a wrong
         shape, NaN or infinite entries, a dense array that is not symmetric, a
         tensor of zero norm, or an order that disagrees with the file; the
         message begins with the file name.

@@ -1,7 +1,7 @@
 """Code of the appendix chapter *Your own tensor* (chapters/own_tensor.ipynb).
 
 The chapter shows the three inputs of ``python -m tdcore decompose`` (and of
-:func:`tdcore._inputs.load_target`): a dense symmetric ``.npy`` array, a
+:func:`tdcore.load_target`): a dense symmetric ``.npy`` array, a
 factored ``.npz`` tensor, and the empirical moment tensor of a data matrix.
 Its worked example is the method of moments for independent component
 analysis: samples ``x = V s + sigma g`` with ``r`` independent, zero-mean,

@@ -89,7 +89,7 @@ def provenance_line(payload, *, what="stored result"):
     Parameters
     ----------
     payload : dict
-        A stored result with a ``"provenance"`` record (:mod:`tdcore._provenance`).
+        A stored result with a ``"provenance"`` record (``tdcore._provenance``).
     what : str
         How to call it at the start of the line.
 
