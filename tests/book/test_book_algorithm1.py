@@ -14,12 +14,6 @@ from tdcore.book import algorithm1 as A1  # noqa: E402
 TINY = {"epochs": 3, "iters": 40}
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_all_is_complete():
     for name in A1.__all__:
         assert hasattr(A1, name), name

@@ -20,12 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {"epochs": 3, "iters": 40}
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_all_is_complete():
     for name in C.__all__:
         assert hasattr(C, name), name

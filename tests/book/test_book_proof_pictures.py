@@ -15,12 +15,6 @@ from tdcore.book import convergence as C  # noqa: E402
 from tdcore.book import proof_pictures as P  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_all_is_complete_and_shares_the_experiment_helpers():
     for name in P.__all__:
         assert hasattr(P, name), name
