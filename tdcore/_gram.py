@@ -248,6 +248,24 @@ def _dense_flat(F, c, l, chunk_bytes):
     return out
 
 
+def _dense_product(F, w, l):
+    """``sum_i w_i f_i^{(x) l}`` as a ``(d^(l-1), d)`` array, written by one matrix product.
+
+    The Khatri--Rao block ``K`` (``d^(l-1) x n``, columns ``f_i^{(x)(l-1)}``) times
+    ``diag(w) F^T`` goes straight into the output: no zero fill, no accumulation,
+    no scaling pass.  For factors and weights in a safe range (see
+    :meth:`tdcore.SymCP.to_dense`).
+    """
+    xp = xp_of(F)
+    d, n = F.shape
+    K = F
+    for _ in range(l - 2):
+        K = (K[:, None, :] * F[None, :, :]).reshape(-1, n)
+    out = xp.empty((d ** (l - 1), d), dtype=F.dtype)
+    xp.matmul(K, w[:, None] * F.T, out=out)
+    return out
+
+
 def _dense_fits(d, l, itemsize, chunk_bytes):
     return itemsize * d**l <= chunk_bytes // 2
 

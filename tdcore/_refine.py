@@ -103,13 +103,18 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from ._backend import to_numpy
 from ._objective import DenseTarget, FactoredTarget, dense_is_cheaper
 from ._tensor import SymCP, check_target, precise_rel_error  # noqa: F401  (re-exported)
+from ._tensor import norm as _norm
 from ._validate import check_choice, check_float, check_int, check_memory, check_nonzero_target
 
 __all__ = ["refine", "RefineResult", "decompose", "DecomposeResult", "precise_rel_error",
-           "DEFAULT_HANDOFF"]
+           "DEFAULT_HANDOFF", "DEFAULT_COMPRESS", "DECOMPOSE_ETA"]
 
 #: Relative error at which :func:`decompose` hands Algorithm 1's model to :func:`refine`.
 DEFAULT_HANDOFF = 0.3
+#: Cosine above which :func:`decompose` merges Algorithm 1's copies of a direction before refining.
+DEFAULT_COMPRESS = 0.99
+#: :func:`decompose`'s first-stage step, in units of ``1 / (l^2 ||T*||)`` (the default rule's is 0.25).
+DECOMPOSE_ETA = 1.0
 
 #: Below this relative error (Gram estimate) ``f`` is evaluated by the precise formula.
 _PRECISE_BELOW = 1e-4
@@ -213,6 +218,9 @@ class DecomposeResult:
         Total wall-clock seconds (both stages).
     elapsed_algorithm1, elapsed_refine : float
         Wall-clock seconds of each stage.
+    refine_fallback : bool
+        True when the refinement of the merged model fell short of ``tol`` and
+        was rerun from Algorithm 1's full model (``refine`` is the better of the two).
     """
 
     model: SymCP
@@ -223,6 +231,7 @@ class DecomposeResult:
     elapsed: float
     elapsed_algorithm1: float
     elapsed_refine: float
+    refine_fallback: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -484,8 +493,8 @@ def _check_model_matches(model, l, d):
         raise ValueError(f"model has dimension d={model.d} but the target has dimension d={d}")
 
 
-def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge=0.999, mu0=1e-2, method="auto",
-           cg_iters=100, direct_max_size=500, time_limit=None, precise_budget=2 * 10**8):
+def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge=0.999, compress=None, mu0=1e-2,
+           method="auto", cg_iters=100, direct_max_size=500, time_limit=None, precise_budget=2 * 10**8):
     """Refine a symmetric CP model by Levenberg--Marquardt on ``1/2 ||model - T*||^2``.
 
     Beyond the paper: see the module docstring for the formulas.  Works in
@@ -512,6 +521,13 @@ def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge
     merge : float or None
         Cosine above which (anti)parallel components are merged, when merging
         at most doubles the objective (``None`` disables).
+    compress : float or None
+        Before the first iteration, merge clusters of components whose
+        ``|cos|`` is at least this (same rule as ``merge``: kept only when it
+        at most doubles the objective), whatever the error.  An
+        over-parameterised model (Algorithm 1's output) holds many copies of
+        each fitted direction; merging them first gives a smaller, better
+        conditioned system and a shorter run.  ``None`` (default) disables.
     mu0 : float
         Initial damping (dimensionless, relative to ``D``; > 0).
     method : {"auto", "direct", "cg"}
@@ -561,6 +577,9 @@ def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge
     merge = check_float("merge", merge, positive=True, allow_none=True)
     if merge is not None and merge > 1:
         raise ValueError(f"merge must be a cosine in (0, 1] or None, got {merge}")
+    compress = check_float("compress", compress, positive=True, allow_none=True)
+    if compress is not None and compress > 1:
+        raise ValueError(f"compress must be a cosine in (0, 1] or None, got {compress}")
     mu = mu0 = check_float("mu0", mu0, positive=True)
     method = check_choice("method", method, ("auto", "direct", "cg"))
     cg_iters = check_int("cg_iters", cg_iters, minimum=1)
@@ -581,19 +600,30 @@ def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge
         raise ValueError("target has zero norm; the relative error is undefined")
     X, sigma, n_pruned = _to_state(model, l, prune, math.sqrt(prob.tn2))
     prob.sigma = sigma
-    m = X.shape[1]
-    if method == "auto":
-        method = "direct" if m * min(m, d) <= direct_max_size else "cg"
 
     f, g, G, rel = prob.evaluate(X)
     if not np.isfinite(f):
         raise ValueError("the objective is not finite at the starting model")
+    n_merged = 0
+    if compress is not None and X.shape[1] > 1 and rel > tol:
+        merged = _merge_parallel(X, sigma, l, compress)
+        if merged is not None:
+            prob.sigma = merged[1]
+            fm, gm, Gm, relm = prob.evaluate(merged[0])
+            if np.isfinite(fm) and fm <= _MERGE_MAX_INCREASE * f:
+                n_merged = X.shape[1] - merged[0].shape[1]
+                X, sigma = merged
+                f, g, G, rel = fm, gm, Gm, relm
+            else:
+                prob.sigma = sigma
+    m = X.shape[1]
+    if method == "auto":
+        method = "direct" if m * min(m, d) <= direct_max_size else "cg"
     history = [dict(iteration=0, rel_error=rel, mu=mu, accepted=True, m=m, step_norm=0.0, cg_iters=0,
                     elapsed=time.perf_counter() - t0)]
     nu = 2.0
     prep = None
     n_dropped = 0
-    n_merged = 0
     merge_block = math.inf
     saved = None  # state before the first merge
     best = (X, sigma, f, g, G, rel, n_merged, n_dropped)
@@ -687,6 +717,21 @@ def refine(model, target, *, tol=1e-8, max_iter=50, prune=1e-6, drop=1e-2, merge
 def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine_kwargs=None, **algorithm1_kwargs):
     """Algorithm 1 down to ``handoff``, then :func:`refine` down to ``tol``.
 
+    The first stage is :func:`tdcore.algorithm1` with a step four times the
+    default rule's, ``eta = 1 / (l^2 ||T*||)``: half the stability limit
+    ``2 / (l^2 w)`` of every fitted component (``w <= ||T*||``), where the rule's
+    eighth is chosen for long runs down to the regulariser floor.  The stage
+    stops at ``handoff``, long before that floor, and is about three times
+    shorter with this step; should it diverge all the same, it is rerun once
+    with the default step.  The second stage first merges the copies of each
+    fitted direction (``refine(compress=DEFAULT_COMPRESS)``): Algorithm 1's
+    model holds several near-parallel copies of most target components, and
+    Levenberg--Marquardt on the merged model solves a smaller, better
+    conditioned system.  When that refinement does not reach ``tol`` (it
+    happens when the copies of *different* target components are still
+    aligned at the handoff, as for strongly correlated targets), the
+    refinement is rerun from Algorithm 1's full model.
+
     Parameters
     ----------
     target : SymCP or dense symmetric array
@@ -706,16 +751,19 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     seed : int or numpy.random.Generator, optional
         Seed of Algorithm 1.
     refine_kwargs : dict, optional
-        Extra keyword arguments of :func:`refine` (not ``tol``).
+        Extra keyword arguments of :func:`refine` (not ``tol``); the defaults
+        here are ``compress=DEFAULT_COMPRESS`` and ``max_iter=100``.
+        ``compress=None`` refines Algorithm 1's model as it is.
     **algorithm1_kwargs
         Extra keyword arguments of :func:`tdcore.algorithm1` (its ``tol`` is
-        ``max(handoff, tol)``).
+        ``max(handoff, tol)``); an explicit ``eta`` replaces the step above
+        (and is not retried).
 
     Returns
     -------
     DecomposeResult
     """
-    from ._algorithm1 import algorithm1
+    from ._algorithm1 import DivergenceError, algorithm1
 
     tol = check_float("tol", tol, positive=True)
     handoff = check_float("handoff", handoff, positive=True)
@@ -727,10 +775,29 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
         raise TypeError(f"refine_kwargs must be a dict, got {type(refine_kwargs).__name__}")
     if "tol" in refine_kwargs:
         raise TypeError("pass the refinement's tolerance as decompose(tol=...), not in refine_kwargs")
+    rk = {"compress": DEFAULT_COMPRESS, "max_iter": 100, **refine_kwargs}
     t0 = time.perf_counter()
-    res1 = algorithm1(target, m, tol=max(handoff, tol), seed=seed, **algorithm1_kwargs)
+    a1_kwargs = dict(algorithm1_kwargs)
+    own_eta = a1_kwargs.get("eta") is None
+    if own_eta:
+        l = len(target.shape)
+        a1_kwargs["eta"] = DECOMPOSE_ETA / (l * l * _norm(target))
+    try:
+        res1 = algorithm1(target, m, tol=max(handoff, tol), seed=seed, **a1_kwargs)
+    except DivergenceError:
+        if not own_eta:
+            raise
+        a1_kwargs["eta"] = None  # the default rule's step
+        res1 = algorithm1(target, m, tol=max(handoff, tol), seed=seed, **a1_kwargs)
     t1 = time.perf_counter()
-    res2 = refine(res1.model, target, tol=tol, **refine_kwargs)
+    res2 = refine(res1.model, target, tol=tol, **rk)
+    fallback = False
+    if not res2.converged and rk["compress"] is not None:
+        res3 = refine(res1.model, target, tol=tol, **{**rk, "compress": None})
+        fallback = True
+        if res3.rel_error <= res2.rel_error:
+            res2 = res3
     t2 = time.perf_counter()
     return DecomposeResult(model=res2.model, rel_error=res2.rel_error, converged=res2.converged, algorithm1=res1,
-                           refine=res2, elapsed=t2 - t0, elapsed_algorithm1=t1 - t0, elapsed_refine=t2 - t1)
+                           refine=res2, elapsed=t2 - t0, elapsed_algorithm1=t1 - t0, elapsed_refine=t2 - t1,
+                           refine_fallback=fallback)

@@ -35,7 +35,7 @@ import numpy as np
 from ._backend import asarray_on, on_common, to_numpy, xp_of
 from ._gram import (DEFAULT_CHUNK_BYTES, DEFAULT_PRECISE_BUDGET, _chunk, _contract_dense, _cp_dense_inner,  # noqa: F401
                     _cp_dense_rel_error, _cp_form, _cp_inner, _cp_rel_error, _cp_sumsq, _dense_exp, _dense_flat,
-                    _dense_inner, _dense_sumsq, _flat_blocks, _sqrt_scaled, _to_float)
+                    _dense_inner, _dense_product, _dense_sumsq, _flat_blocks, _sqrt_scaled, _to_float)
 from ._validate import as_rng, check_bool, check_factor_matrix, check_int, check_memory, check_order, check_vector
 
 __all__ = [
@@ -212,6 +212,12 @@ class SymCP:
         p = _cp_form(self)
         if p.E is None:
             return xp.zeros(self.shape, dtype=self.factors.dtype)
+        n = p.F.shape[1]
+        if (not p.unit and -900 < p.E and p.mass() * 2.0 ** min(p.E, 1000) * n < 2.0**1000
+                and self.factors.dtype.itemsize * self.d ** (self.order - 1) * n <= DEFAULT_CHUNK_BYTES):
+            # factors and weights in a safe range, Khatri--Rao block within the chunk:
+            # one matrix product straight into the output
+            return _dense_product(self.factors, self.weights, self.order).reshape(self.shape)
         # unit factors, accumulated in blocks of columns (temporaries of at most
         # DEFAULT_CHUNK_BYTES besides T), and the scale applied once at the end
         T = _dense_flat(p.F, p.c, self.order, DEFAULT_CHUNK_BYTES).reshape(self.shape)

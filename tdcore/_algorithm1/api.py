@@ -16,7 +16,7 @@ from .._validate import (as_rng, check_bool, check_dtype, check_float, check_int
                         check_seed, check_seeds)
 from .checkpoint import (CheckpointError, _check_checkpoint_matches, _init_fingerprint, _load_checkpoint,
                          _seed_record, target_fingerprint)
-from .params import (BatchResult, DivergenceError, Params, _check_run_memory, default_params)
+from .params import (BatchResult, DivergenceError, Params, _check_run_memory, _warn_below_floor, default_params)
 from .run import _Run, _collect, _polish, _prepare_targets
 
 
@@ -48,6 +48,11 @@ def _normalise_target(target):
         raise ValueError("target has a component far larger than its norm (beyond the floating range "
                          "after normalisation)")
     return SymCP(w, xp.ldexp(F, -e), l), alpha
+
+
+def _rank_bound(target):
+    """The number of components of a SymCP target (a bound on its rank); 1 for a dense one."""
+    return target.m if isinstance(target, SymCP) else 1
 
 
 def _run_params(d, order, m, alpha, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol):
@@ -260,6 +265,7 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         p_b = _run_params(d, order, m, a_g, epochs, iters, delta, eta, lam, reinit, mode_switch, polish, tol)
         groups.setdefault(p_b, []).append(b)
         user_params.append(_user_params(p_b, a, eta, lam, delta))
+    _warn_below_floor(p_b.tol, p_b.lam, max(_rank_bound(t) for t in targets), p_b.polish, "algorithm1_batch")
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)
@@ -457,6 +463,7 @@ def algorithm1(target, m, *, epochs=None, iters=None, delta=None, eta=None, lam=
     p = _run_params(target.shape[0], len(target.shape), m, alpha, epochs, iters, delta, eta, lam, reinit,
                     mode_switch, polish, tol)
     p_user = _user_params(p, alpha, eta, lam, delta)
+    _warn_below_floor(p.tol, p.lam, _rank_bound(target), p.polish, "algorithm1")
     be = get_backend(backend)
     dt = check_dtype(dtype)
     rec = check_int("record_every", record_every, minimum=1, allow_none=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -10,6 +11,34 @@ import numpy as np
 from .._tensor import SymCP
 from .._validate import check_float, check_int, check_memory
 
+
+
+def regulariser_floor(lam_rel, rank):
+    """Algorithm 1's error floor, relative to ``||T*||``: about ``lam sqrt(r)``.
+
+    Each fitted component of weight ``w`` settles at ``w - lam`` (the regulariser's
+    fixed point), so ``r`` fitted components leave a residual of norm about
+    ``lam sqrt(r)``; ``lam_rel`` is ``lam / ||T*||``.
+    """
+    return float(lam_rel) * math.sqrt(max(int(rank), 1))
+
+
+def _warn_below_floor(tol, lam_rel, rank, polish, where, stacklevel=3):
+    """Warn (``UserWarning``) when ``tol`` is below the regulariser floor of a run without polish steps.
+
+    Algorithm 1 alone then runs all its epochs without reaching ``tol``; the
+    message names the tools that go below the floor.
+    """
+    if tol is None or polish or lam_rel <= 0:
+        return
+    floor = regulariser_floor(lam_rel, rank)
+    if tol < 0.5 * floor:
+        warnings.warn(
+            f"{where}: tol={tol:.3g} is below Algorithm 1's regulariser floor, a relative error of about "
+            f"lam*sqrt(r) = {lam_rel:.3g}*sqrt({int(rank)}) = {floor:.3g}; the run will most likely use all its "
+            "epochs without reaching tol. To go below the floor use tdcore.decompose(target, m, tol=...) "
+            "(Algorithm 1, then Levenberg-Marquardt), tdcore.refine on this result, or polish=N steps "
+            "(Algorithm 1 then plain gradient descent with lam = 0).", UserWarning, stacklevel=stacklevel)
 
 class DivergenceError(FloatingPointError):
     """A run diverged (NaN, inf, or the objective grew by orders of magnitude).

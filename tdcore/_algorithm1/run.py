@@ -31,7 +31,9 @@ class _Run:
         self._set_active(np.ones(self.B, dtype=bool))
         self.hist = [_empty_history() for _ in range(self.B)]
         self.fresh = np.zeros(self.B, dtype=int)  # latest re-initialised column per trial
-        self.check_every = self.CHECK_EVERY if check_every is None else int(check_every)
+        if check_every is None:
+            check_every = self.CHECK_EVERY_HOST if self.xp is np else self.CHECK_EVERY
+        self.check_every = int(check_every)
         self._post = None  # the fused element-wise tail of a step (see _make_post)
         self._kernels = None  # fused kernels of evaluate on CuPy (see _make_fused)
         self._badk = None  # the divergence test (see _make_badk)
@@ -322,6 +324,10 @@ class _Run:
     # -- the loop ------------------------------------------------------------------
     #: Iterations between two reads of the device-side divergence / tol flags.
     CHECK_EVERY = 32
+    #: The same on NumPy, where a read costs no device sync: only the replay after a set flag
+    #: matters, and 4 was the fastest of 1, 4, 8 and 32 on runs stopped at ``tol``
+    #: (orthogonal d = 30, r = 5 and random d = 10, r = 4: 3.1 ms against 4.3 ms with 32).
+    CHECK_EVERY_HOST = 4
 
     def run(self, *, progress=False, checkpoint=None, checkpoint_every=1, tol=None, t0=None, on_epoch=None):
         """K epochs (from ``self.epoch``); returns True when interrupted.

@@ -168,8 +168,15 @@ def _scale_md(runs):
                  f"iterations)" if dec else "")
         rows.append([f"{r['d']:,}", r["r"], r["order"], r["m"], f"{r['dense_entries']:.0e}", how, f"{r['tol']:g}",
                      r["epochs_run"], fmt_time(r["elapsed_s"]), split, f"{r['rel_error']:.2e}"])
-    return _md_table(["d", "r", "order", "m", "dense entries", "method", "stop at", "epochs", "time",
-                      "Alg. 1 + LM", "rel. error"], rows)
+    txt = _md_table(["d", "r", "order", "m", "dense entries", "method", "stop at", "epochs", "time",
+                     "Alg. 1 + LM", "rel. error"], rows)
+    mem = [r for r in runs if "peak_traced_bytes" in r]
+    for r in mem:
+        txt += (f"\n\nMemory of the d = {r['d']:,} run: peak traced allocations {r['peak_traced_bytes'] / 2**30:.2f} "
+                f"GiB, {r['peak_traced_bytes'] / r['factor_bytes']:.1f} times one d x m factor matrix "
+                f"({r['factor_bytes'] / 2**20:.0f} MiB); process peak RSS {r['process_peak_rss_bytes'] / 2**30:.2f} "
+                f"GiB. The dense target would hold {r['dense_entries']:.0e} entries.")
+    return txt
 
 
 def _build_md(res):
@@ -210,6 +217,8 @@ def report_markdown(name, payload):
         return _gpu_md(payload["result"])
     if name == "baselines":
         return _baselines_md(payload["result"])
+    if name == "accuracy":
+        return _accuracy_md(payload["result"], payload.get("vs_d"))
     if name == "build":
         return _build_md(payload["result"])
     raise ValueError(f"name must be one of {BENCH_NAMES}, got {name!r}")
@@ -360,4 +369,53 @@ def bench_headline(results):
         for key, e in (("baselines", max(res["eps"])), ("baselines_tight", min(res["eps"]))):
             value, detail = _baselines_worst(res, e)
             add(key, value, detail, at_target_size=(res["d"], res["r"]) == (20, 5), fmt=".3f")
+    ac = results.get("accuracy")
+    if ac and ac["result"]["status"] == "measured":
+        rows = [r for r in ac["result"]["rows"] if r["ratio"] is not None]
+        fails = [r for r in ac["result"]["rows"] if not r["decompose_all_seeds"]]
+        if rows:
+            worst = max(rows, key=lambda r: r["ratio"])
+            detail = (f" (worst case: {worst['label']} d={worst['d']}, r={worst['r']}, order {worst['order']}: "
+                      f"{fmt_time(worst['decompose']['median_s'])} against {fmt_time(worst['best_als_s'])} with "
+                      f"init={worst['best_init']!r}; {sum(r['met'] for r in ac['result']['rows'])} of "
+                      f"{len(ac['result']['rows'])} cases met")
+            detail += (f"; decompose missed 1e-6 on some seed in: {', '.join(r['label'] for r in fails)})"
+                       if fails else "; decompose reached 1e-6 on every seed of every case)")
+            add("accuracy", worst["ratio"], detail, at_target_size=ac["mode"] == "full", fmt=".3f")
     return out
+
+
+def _accuracy_table(res, first_col):
+    rows = []
+    for r in res["rows"]:
+        dec = r["decompose"]
+        cells = [first_col(r), f"{r['d']}, {r['r']}, {r['order']}", str(r["m"]),
+                 f"{dec['successes']}/{dec['n']}", fmt_time(dec["median_s"]) if dec["median_s"] else "n/a",
+                 (f"{fmt_time(dec['median_algorithm1_s'])} + {fmt_time(dec['median_refine_s'])} "
+                  f"({dec['median_lm_iters']:g})") if dec.get("median_s") else ""]
+        for i in res["inits"]:
+            a = r[f"cp_als_{i}"]
+            cells.append(f"{fmt_time(a['median_s'])} ({a['successes']}/{a['n']})" if a["median_s"] else
+                         f"n/a (0/{a['n']})")
+        cells.append(f"{r['ratio']:.2f}x ({r['best_init']})" if r["ratio"] is not None else "n/a")
+        cells.append("yes" if r["met"] else "NO")
+        rows.append(cells)
+    head = (["case", "d, r, order", "m", "decompose successes", "decompose median", "Alg. 1 + LM (LM iters)"]
+            + [f"ALS init={i} median (successes)" for i in res["inits"]] + ["decompose / best ALS", "goal met"])
+    return _md_table(head, rows)
+
+
+def _accuracy_md(res, vs_d=None):
+    if res["status"] != "measured":
+        return f"skipped: {res.get('reason')}"
+    txt = (f"Time to relative error {res['eps']:g}, {len(res['seeds'])} seeds per case, one process, one BLAS "
+           f"thread; decompose with m = {res['m_factor']}r; CP-ALS (TensorLy parafac, rank r, at most "
+           f"{res['als_iter_max']} sweeps) with each initialisation. Times: medians over the successful seeds of "
+           f"the fastest of {res['repeats']} repeats; the best ALS init is the one with the lower median, whatever "
+           f"its success rate. Repeats identical: {'yes' if res['all_identical'] else 'NO'}.\n\n")
+    txt += _accuracy_table(res, lambda r: r["label"])
+    if vs_d and vs_d.get("status") == "measured":
+        txt += (f"\n\nAgainst d: {vs_d['kind']} targets, r = {vs_d['r']}, order {vs_d['order']}, "
+                f"{len(vs_d['seeds'])} seeds per d.\n\n")
+        txt += _accuracy_table(vs_d, lambda r: f"d = {r['d']}")
+    return txt

@@ -334,7 +334,7 @@ def bench_memory(kind, ds, *, order=4, m=256, r=8, timeout=600):
 # 3. scale
 # ---------------------------------------------------------------------------------------------
 def bench_scale(d=10_000, r=10, order=3, m=40, *, epochs=None, iters=None, tol=1e-2, polish=0, seed=0,
-                budget_s=600.0, method="algorithm1", handoff=None):
+                budget_s=600.0, method="algorithm1", handoff=None, measure_memory=False):
     """Recover a large random target on this machine, with :func:`algorithm1` or :func:`decompose`.
 
     Parameters
@@ -354,6 +354,11 @@ def bench_scale(d=10_000, r=10, order=3, m=40, *, epochs=None, iters=None, tol=1
         down to ``tol`` (beyond the paper).
     handoff : float, optional
         ``decompose``'s handoff (default :data:`tdcore.DEFAULT_HANDOFF`).
+    measure_memory : bool
+        Trace the run's allocations (``tracemalloc``, which sees NumPy's
+        buffers): ``peak_traced_bytes`` is the largest amount held at once
+        during the run, beside ``factor_bytes`` (one ``d x m`` float64 array,
+        the size of ``U``) and the process's peak resident size.
 
     Returns
     -------
@@ -378,6 +383,12 @@ def bench_scale(d=10_000, r=10, order=3, m=40, *, epochs=None, iters=None, tol=1
     T = random_target(d, r, order, seed=seed)
     out = {"method": method, "d": d, "r": r, "order": order, "m": m, "tol": tol, "polish": polish,
            "dense_entries": float(d) ** order, "budget_s": budget_s}
+    if measure_memory:
+        import tracemalloc
+
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
     t0 = time.perf_counter()
     if method == "decompose":
         handoff = DEFAULT_HANDOFF if handoff is None else handoff
@@ -392,6 +403,13 @@ def bench_scale(d=10_000, r=10, order=3, m=40, *, epochs=None, iters=None, tol=1
         res = algorithm1(T, m, epochs=epochs, iters=iters, tol=tol, polish=polish, seed=seed + 1, backend="numpy")
         el = time.perf_counter() - t0
         model = res.model
+    if measure_memory:
+        import resource
+
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        out.update(peak_traced_bytes=int(peak), factor_bytes=8 * d * m,
+                   process_peak_rss_bytes=int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024)
     h = res.history
     trace = [{"epoch": e, "elapsed_s": t, "rel_error": x} for e, t, x in zip(h["epoch"], h["elapsed"], h["rel_error"])]
     if method == "decompose":
@@ -656,7 +674,9 @@ BENCH_SUITE = {
         "full": {"runs": [{"d": 10_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2},
                           {"d": 10_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2, "polish": 300},
                           {"d": 10_000, "r": 10, "order": 3, "m": 40, "tol": 1e-8, "method": "decompose"},
-                          {"d": 100_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2}]},
+                          {"d": 100_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2},
+                          {"d": 1_000_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2, "method": "decompose",
+                           "measure_memory": True}]},
     },
     "batch": {
         "quick": {"B": 64, "d": 50, "m": 50, "r": 5, "order": 3, "epochs": 2, "iters": 50, "repeats": 1,
@@ -674,6 +694,12 @@ BENCH_SUITE = {
         "full": {"d": 20, "r": 5, "seeds": list(range(10)), "repeats": 3,
                  "sweep": {"ds": [20, 40, 80], "seeds": [0, 1, 2, 3], "repeats": 3, "als_iter_max": 500}},
     },
+    "accuracy": {
+        "quick": {"cases": [("random", "random", 10, 4, 3), ("orthogonal", "orthogonal", 30, 5, 3)],
+                  "seeds": [0, 1, 2], "repeats": 1, "vs_d": {"ds": [8, 16, 32], "seeds": [0, 1], "repeats": 1}},
+        "full": {"seeds": list(range(5)), "repeats": 3,
+                 "vs_d": {"ds": [8, 16, 32, 64, 100], "seeds": list(range(5)), "repeats": 3}},
+    },
     "build": {"quick": {}, "full": {}},
 }
 
@@ -688,6 +714,8 @@ BENCH_TARGETS = {
     "baselines": ("decompose time to 1e-2 / CP-ALS's, where ALS succeeds (d=20, r=5; worst target type)", "<=", 3.0),
     "baselines_tight": ("decompose time to 1e-6 / CP-ALS's, where ALS succeeds (d=20, r=5; worst target type)", "<=",
                         3.0),
+    "accuracy": ("decompose time to 1e-6 / TensorLy CP-ALS at its best init, worst case of the time-to-accuracy "
+                 "table", "<=", 1.0),
 }
 
 
@@ -696,7 +724,7 @@ def run_benchmark(name, *, quick=True, backend="cupy", variants=None, batch_vari
 
     Parameters
     ----------
-    name : {"step", "dense", "scale", "batch", "gpu", "baselines", "build"}
+    name : {"step", "dense", "scale", "batch", "gpu", "baselines", "accuracy", "build"}
     quick : bool
         Use :data:`BENCH_SUITE` ``[name]["quick"]`` (else ``"full"``).
     backend : str
@@ -737,6 +765,15 @@ def run_benchmark(name, *, quick=True, backend="cupy", variants=None, batch_vari
         payload["result"] = bench_gpu(backend=backend, **cfg)
     elif name == "baselines":
         payload["result"] = bench_baselines(**cfg)
+    elif name == "accuracy":
+        from .accuracy import bench_time_to_accuracy, bench_time_to_accuracy_vs_d
+
+        kw = {k: v for k, v in cfg.items() if k != "vs_d"}
+        if "cases" in kw:
+            kw["cases"] = [tuple(c) for c in kw["cases"]]
+        payload["result"] = bench_time_to_accuracy(**kw)
+        if cfg.get("vs_d"):
+            payload["vs_d"] = bench_time_to_accuracy_vs_d(**cfg["vs_d"])
     else:  # build
         payload["result"] = bench_build(**cfg)
     from .report import report_markdown
@@ -761,5 +798,6 @@ _CONFIG_KEYS = {
     "gpu": ("batch", "large", "r", "order", "repeats", "numpy_batch"),
     "baselines": ("kinds", "d", "r", "order", "m", "seeds", "eps", "iters", "handoff", "als_iter_max", "repeats",
                   "min_seeds", "sweep"),
+    "accuracy": ("cases", "seeds", "eps", "m_factor", "inits", "repeats", "als_iter_max", "vs_d"),
     "build": ("run_unit_tests", "root"),
 }

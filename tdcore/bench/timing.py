@@ -43,7 +43,7 @@ __all__ = [
 OUT_ENV_VAR = "TDCORE_BENCH_OUT"
 
 #: The benchmarks of the suite, in the order of the Performance chapter.
-BENCH_NAMES = ("step", "dense", "scale", "batch", "gpu", "baselines", "build")
+BENCH_NAMES = ("step", "dense", "scale", "batch", "gpu", "baselines", "accuracy", "build")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +96,8 @@ def bench_machine_info():
 BENCH_ENGINE = ("tdcore._backend", "tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
                 "tdcore._algorithm1.api", "tdcore._algorithm1.params", "tdcore._algorithm1.run",
                 "tdcore._algorithm1.checkpoint", "tdcore._refine", "tdcore._baselines", "tdcore._validate",
-                "tdcore._util", "tdcore.bench.timing", "tdcore.bench.suite", "tdcore.bench.baselines")
+                "tdcore._util", "tdcore.bench.timing", "tdcore.bench.suite", "tdcore.bench.baselines",
+                "tdcore.bench.accuracy")
 
 
 def tune_malloc(*, mmap_threshold=32 * 2**20, trim_threshold=256 * 2**20, top_pad=16 * 2**20):

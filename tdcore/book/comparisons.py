@@ -11,7 +11,9 @@ and :func:`comparison_table` summarise the runs, :func:`plot_time_to_accuracy` a
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 
 import numpy as np
 
@@ -31,7 +33,31 @@ __all__ = [
     "plot_time_to_accuracy",
     "race",
     "plot_race",
+    "TTA_BOOK_CASES",
+    "decompose_vs_als",
+    "decompose_vs_als_d",
+    "accuracy_table",
+    "plot_time_to_accuracy_vs_d",
 ]
+
+#: The time-to-accuracy cases this chapter runs live (book size; the stored full table has seven).
+TTA_BOOK_CASES = (
+    ("random", "random", 10, 4, 3),
+    ("random", "random", 50, 10, 3),
+    ("correlated (rho = 0.7)", "correlated", 100, 10, 3),
+    ("overcomplete (r > d)", "random", 10, 15, 3),
+    ("order 4", "random", 20, 5, 4),
+    ("orthogonal", "orthogonal", 30, 5, 3),
+)
+
+
+@contextlib.contextmanager
+def _floor_ok():
+    """Silence Algorithm 1's warning that ``tol`` lies below its regulariser floor (shown on purpose here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"algorithm1: tol=.* below Algorithm 1's regulariser floor",
+                                category=UserWarning)
+        yield
 
 
 def _default_methods(r, eps, *, gd_iters=5000, gd_eta=0.05, als_iter=1000, a1_epochs=None):
@@ -39,7 +65,8 @@ def _default_methods(r, eps, *, gd_iters=5000, gd_eta=0.05, als_iter=1000, a1_ep
     def a1(m):
         def run(T, seed):
             t0 = time.perf_counter()
-            res = algorithm1(T, m, seed=seed, backend="numpy", tol=eps, epochs=a1_epochs)
+            with _floor_ok():  # the chapter shows Algorithm 1 alone stopping at its floor
+                res = algorithm1(T, m, seed=seed, backend="numpy", tol=eps, epochs=a1_epochs)
             el = time.perf_counter() - t0
             h = res.history
             return {"rel_error": res.rel_error, "elapsed": el,
@@ -311,7 +338,8 @@ def race(kind="correlated", *, d=10, r=4, order=3, seed=0, rho=0.7, eps=0.02, gd
     T = comparison_target(kind, d, r, order, rho=rho, seed=seed)
     curves = {}
     t0 = time.perf_counter()
-    res = algorithm1(T, 3 * r, seed=seed, backend="numpy", tol=eps, record_every=10)
+    with _floor_ok():  # the race shows Algorithm 1 alone stopping at its floor
+        res = algorithm1(T, 3 * r, seed=seed, backend="numpy", tol=eps, record_every=10)
     el = time.perf_counter() - t0
     its = res.history["iterations"]
     H = res.params.iters
@@ -359,3 +387,44 @@ def plot_race(*, ax=None, kind="correlated", seed=0, rho=0.7, eps=0.02, d=10, r=
     ax.set_title(f"{kind} components{extra}: d={d}, r={r}, order {order}, seed {seed}")
     ax.legend(loc="lower left")
     return ax
+
+
+def decompose_vs_als(cases=TTA_BOOK_CASES, *, seeds=range(3), eps=1e-6, repeats=1):
+    """Time to ``eps`` of ``decompose`` and of CP-ALS (both TensorLy inits) on each case, live.
+
+    A thin wrapper of :func:`tdcore.bench.accuracy.bench_time_to_accuracy` (same
+    targets, seeds and protocol as the stored benchmark, one BLAS thread).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ..bench.accuracy import bench_time_to_accuracy
+
+    with threadpool_limits(1):
+        return bench_time_to_accuracy(tuple(cases), seeds=seeds, eps=eps, repeats=repeats)
+
+
+def decompose_vs_als_d(ds=(8, 16, 32, 64), *, kind="random", r=5, order=3, seeds=range(3), eps=1e-6, repeats=1):
+    """:func:`decompose_vs_als` on one family as ``d`` grows (the data of :func:`plot_time_to_accuracy_vs_d`)."""
+    from threadpoolctl import threadpool_limits
+
+    from ..bench.accuracy import bench_time_to_accuracy_vs_d
+
+    with threadpool_limits(1):
+        return bench_time_to_accuracy_vs_d(ds, kind=kind, r=r, order=order, seeds=seeds, eps=eps, repeats=repeats)
+
+
+def accuracy_table(result):
+    """The Markdown table of a time-to-accuracy result (as the benchmark's report writes it)."""
+    from ..bench.report import _accuracy_table
+
+    if result.get("status") != "measured":
+        return f"*Not measured: {result.get('reason')}.*"
+    return _accuracy_table(result, lambda r: r["label"])
+
+
+def plot_time_to_accuracy_vs_d(data, *, ax=None):
+    """Median time to the accuracy against ``d``: see :func:`tdcore.book.performance.plot_time_to_accuracy_vs_d`."""
+    from .performance import plot_time_to_accuracy_vs_d as plot
+
+    return plot(data, ax=ax)
+

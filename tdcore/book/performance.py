@@ -51,12 +51,14 @@ __all__ = [
     "plot_bench_scale",
     "plot_bench_baselines",
     "plot_bench_baselines_sweep",
+    "plot_time_to_accuracy_vs_d",
+    "accuracy_rows",
     "plot_bench_memory_model",
     "explore_memory_model",
 ]
 
 #: Benchmarks the chapter cannot do without (``build`` is optional: the chapter reads a live build record first).
-SUITE_REQUIRED = ("step", "dense", "scale", "batch", "gpu", "baselines")
+SUITE_REQUIRED = ("step", "dense", "scale", "batch", "gpu", "baselines", "accuracy")
 
 #: Colours of the baselines benchmark's methods (Algorithm 1 and ``decompose`` as elsewhere in the book).
 _METHOD_COLORS = {"algorithm1": method_color("algorithm1"), "decompose": "#009E73", "cp_als": "#E69F00",
@@ -534,3 +536,46 @@ def plot_bench_memory_model(data=None, *, ax=None, d=64, order=4, m=256):
 def explore_memory_model(*, ax=None, d=64, order=4, m=256, results=None):
     """Explorer callback of :func:`plot_bench_memory_model` (``results``: the stored suite, a fixed value)."""
     return plot_bench_memory_model(results, ax=ax, d=d, order=order, m=m)
+
+
+def accuracy_rows(data):
+    """The rows of a time-to-accuracy result: a ``bench_accuracy`` payload, its ``result``/``vs_d``, or a
+    :func:`tdcore.bench.accuracy.bench_time_to_accuracy` return value (``[]`` when skipped)."""
+    res = data.get("result", data) if isinstance(data, dict) else data
+    return res["rows"] if res.get("status") == "measured" else []
+
+
+def plot_time_to_accuracy_vs_d(data, *, ax=None):
+    """Median time to the accuracy against ``d`` (log-log): ``decompose`` and CP-ALS with each init.
+
+    Parameters
+    ----------
+    data : dict
+        :func:`tdcore.bench.accuracy.bench_time_to_accuracy_vs_d`'s result (stored
+        under ``"vs_d"`` in the ``accuracy`` benchmark's payload, or live).
+    ax : matplotlib Axes, optional
+
+    Points are medians over the seeds that reached the accuracy; a hollow marker
+    means that some seed did not.
+    """
+    ax = new_ax(ax, figsize=(5, 3.8))
+    res = data.get("vs_d", data) if isinstance(data, dict) else data
+    rows = accuracy_rows(res)
+    if not rows:
+        ax.text(0.5, 0.5, "no time-to-accuracy sweep", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    ds = np.array([r["d"] for r in rows], float)
+    series = [("decompose", "decompose", _METHOD_COLORS["decompose"], "o-")]
+    series += [(f"cp_als_{i}", f"CP-ALS, init={i}", _METHOD_COLORS["cp_als"] if i == "random" else "#8C564B",
+                "s--" if i == "random" else "^:") for i in res["inits"]]
+    for key, label, color, style in series:
+        t = np.array([np.nan if r[key]["median_s"] is None else r[key]["median_s"] for r in rows], float)
+        full = np.array([r[key]["successes"] == r[key]["n"] for r in rows])
+        ax.loglog(ds, t, style, color=color, label=label)
+        if (~full).any():
+            ax.loglog(ds[~full], t[~full], "o", mfc="white", mec=color, ms=9, ls="none")
+    ax.set_xlabel("d")
+    ax.set_ylabel(f"median time to {res['eps']:g} (s)")
+    ax.legend(fontsize=8)
+    return ax
+

@@ -57,12 +57,12 @@ def random_symcp(d, m, order, *, seed=None):
 
 
 def dense_peak_estimate(d, order, itemsize=8):
-    """Bytes the dense inner product needs at its peak: three ``d**order`` arrays.
+    """Bytes the dense inner product needs at its peak: two ``d**order`` arrays.
 
-    One tensor is held while the other is built (its accumulator plus one
-    einsum result), see :func:`dense_inner`.
+    One tensor is held while :meth:`tdcore.SymCP.to_dense` writes the other by
+    one matrix product straight into its output, see :func:`dense_inner`.
     """
-    return 3 * itemsize * d ** order
+    return 2 * itemsize * d ** order
 
 
 def dense_inner(a, b, *, max_bytes=None):

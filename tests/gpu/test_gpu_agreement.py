@@ -82,9 +82,9 @@ def test_replay_finds_the_exact_divergence(monkeypatch, every):
     T = tc.random_target(20, 3, 3, seed=0)
     kw = dict(seed=0, eta=1.0, epochs=3, iters=200, backend="numpy", reinit=False)
     with pytest.raises(tc.DivergenceError) as ref:
-        monkeypatch.setattr(_Run, "CHECK_EVERY", 1)
+        monkeypatch.setattr(_Run, "CHECK_EVERY_HOST", 1)
         tc.algorithm1(T, 12, **kw)
-    monkeypatch.setattr(_Run, "CHECK_EVERY", every * 32)
+    monkeypatch.setattr(_Run, "CHECK_EVERY_HOST", every * 32)
     with pytest.raises(tc.DivergenceError) as got:
         tc.algorithm1(T, 12, **kw)
     r, g = ref.value, got.value
@@ -97,10 +97,10 @@ def test_replay_finds_the_exact_divergence(monkeypatch, every):
 def test_replay_freezes_and_stops_at_the_exact_iteration(monkeypatch):
     T = tc.random_target(20, 3, 3, seed=0)
     kw = dict(seeds=[0, 1, 2], eta=1.0, epochs=3, iters=200, backend="numpy", record_every=9, reinit=False)
-    monkeypatch.setattr(_Run, "CHECK_EVERY", 1)
+    monkeypatch.setattr(_Run, "CHECK_EVERY_HOST", 1)
     ref = tc.algorithm1_batch(T, 12, **kw)
     ref_tol = tc.algorithm1(T, 12, seed=0, epochs=6, iters=200, tol=0.3, backend="numpy")
-    monkeypatch.setattr(_Run, "CHECK_EVERY", 32)
+    monkeypatch.setattr(_Run, "CHECK_EVERY_HOST", 32)
     got = tc.algorithm1_batch(T, 12, **kw)
     got_tol = tc.algorithm1(T, 12, seed=0, epochs=6, iters=200, tol=0.3, backend="numpy")
     assert got.diverged == ref.diverged and ref.diverged

@@ -368,8 +368,14 @@ def matmul(a, b, out=None):
         x = _np.flip(x, axis=-1)
         y = _np.flip(y, axis=0 if _np.ndim(y) == 1 else -2)
         x, y = _np.ascontiguousarray(x), _np.ascontiguousarray(y)
-    r = _np.matmul(x, y)
-    return _wrap(_np.asarray(_noisy(r)))
+    r = _np.asarray(_noisy(_np.matmul(x, y)))
+    if out is not None:  # CuPy writes into out and returns it
+        o = _unwrap(out)
+        if o.shape != r.shape:
+            raise ValueError(f"fake_cupy.matmul: out has shape {o.shape}, the product {r.shape}")
+        o[...] = r
+        return out
+    return _wrap(r)
 
 
 dot = matmul
