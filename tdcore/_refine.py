@@ -98,7 +98,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import LinAlgError
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from ._backend import to_numpy
 from ._objective import DenseTarget, FactoredTarget, dense_is_cheaper
@@ -107,7 +108,7 @@ from ._tensor import norm as _norm
 from ._validate import check_choice, check_float, check_int, check_memory, check_nonzero_target
 
 __all__ = ["refine", "RefineResult", "decompose", "DecomposeResult", "precise_rel_error",
-           "DEFAULT_HANDOFF", "DEFAULT_COMPRESS", "DECOMPOSE_ETA"]
+           "DEFAULT_HANDOFF", "DEFAULT_COMPRESS", "DECOMPOSE_ETA", "DECOMPOSE_DELTA", "DECOMPOSE_RETRIES"]
 
 #: Relative error at which :func:`decompose` hands Algorithm 1's model to :func:`refine`.
 DEFAULT_HANDOFF = 0.3
@@ -115,6 +116,10 @@ DEFAULT_HANDOFF = 0.3
 DEFAULT_COMPRESS = 0.99
 #: :func:`decompose`'s first-stage step, in units of ``1 / (l^2 ||T*||)`` (the default rule's is 0.25).
 DECOMPOSE_ETA = 1.0
+#: :func:`decompose`'s first-stage initialisation radius, in units of the default rule's radius for that step.
+DECOMPOSE_DELTA = 8.0
+#: Reruns of :func:`decompose`'s first stage to half the previous handoff when the refinement falls short.
+DECOMPOSE_RETRIES = 2
 
 #: Below this relative error (Gram estimate) ``f`` is evaluated by the precise formula.
 _PRECISE_BELOW = 1e-4
@@ -219,8 +224,12 @@ class DecomposeResult:
     elapsed_algorithm1, elapsed_refine : float
         Wall-clock seconds of each stage.
     refine_fallback : bool
-        True when the refinement of the merged model fell short of ``tol`` and
+        True when a refinement of the merged model fell short of ``tol`` and
         was rerun from Algorithm 1's full model (``refine`` is the better of the two).
+    retries : int
+        How many times Algorithm 1 was rerun to a lower handoff (half the
+        previous one) because the refinement fell short of ``tol``; ``algorithm1``
+        and ``refine`` are those of the best attempt, the elapsed times cover all.
     """
 
     model: SymCP
@@ -232,6 +241,7 @@ class DecomposeResult:
     elapsed_algorithm1: float
     elapsed_refine: float
     refine_fallback: bool = False
+    retries: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -351,21 +361,38 @@ class _Problem:
         k, m = Rx.shape
         Cg = Q.T @ g
         step = np.zeros_like(g)
-        F = cho_factor(A + np.diag(mu * D), check_finite=False)
+        F = _cho_factor(A + np.diag(mu * D))
         if k < g.shape[0]:  # span(X)^perp: J^T J acts as W -> W (l S G^{l-1} S), a Kronecker block
-            step -= cho_solve(F, (g - Q @ Cg).T, check_finite=False).T
+            step -= _cho_solve(F, (g - Q @ Cg).T).T
         if method == "direct":
             if prep["N"] is None:  # J^T J changes only when X does
                 prep["N"] = self.jtj_dense(Rx, G)
             Nk = prep["N"] + np.diag(np.repeat(mu * D, k))
-            C = cho_solve(cho_factor(Nk, check_finite=False), -Cg.T.ravel(), check_finite=False)
+            C = _cho_solve(_cho_factor(Nk), -Cg.T.ravel())
             C, its = C.reshape(m, k).T, 0
         else:
             # preconditioner: exact inverse of the Kronecker part (l S G^{o(l-1)} S + mu D) (x) I_k
             C, its = _pcg(lambda W: self.jtj_matvec(Rx, G, W) + mu * D * W, -Cg,
-                          lambda Rm: cho_solve(F, Rm.T, check_finite=False).T, cg_rtol, cg_iters)
+                          lambda Rm: _cho_solve(F, Rm.T).T, cg_rtol, cg_iters)
         step += Q @ C
         return step, its
+
+
+def _cho_factor(A):
+    """Upper Cholesky factor of the symmetric positive definite ``A`` (LAPACK ``dpotrf``, no wrapper overhead:
+    the refinement's systems are small and solved many times)."""
+    c, info = dpotrf(A, lower=0, clean=0, overwrite_a=0)
+    if info != 0:
+        raise LinAlgError(f"the damped Gauss-Newton matrix is not positive definite (dpotrf info={info})")
+    return c
+
+
+def _cho_solve(c, b):
+    """``A^{-1} b`` from :func:`_cho_factor`'s factor (LAPACK ``dpotrs``)."""
+    x, info = dpotrs(c, b, lower=0, overwrite_b=0)
+    if info != 0:  # pragma: no cover - only for malformed arguments
+        raise LinAlgError(f"dpotrs failed (info={info})")
+    return x
 
 
 def _pcg(matvec, rhs, precond, rtol, maxiter):
@@ -438,6 +465,10 @@ def _merge_parallel(X, sigma, l, cos_min):
     w = sigma * n ** l
     C = U.T @ U
     m = w.size
+    off = np.abs(C)
+    off.flat[:: m + 1] = 0.0
+    if not off.max(initial=0.0) >= cos_min:  # the common case: nothing to merge
+        return None
     iu, ju = np.triu_indices(m, 1)
     cand = np.abs(C[iu, ju]) >= cos_min
     if not np.any(cand):
@@ -718,19 +749,26 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     """Algorithm 1 down to ``handoff``, then :func:`refine` down to ``tol``.
 
     The first stage is :func:`tdcore.algorithm1` with a step four times the
-    default rule's, ``eta = 1 / (l^2 ||T*||)``: half the stability limit
-    ``2 / (l^2 w)`` of every fitted component (``w <= ||T*||``), where the rule's
-    eighth is chosen for long runs down to the regulariser floor.  The stage
-    stops at ``handoff``, long before that floor, and is about three times
-    shorter with this step; should it diverge all the same, it is rerun once
-    with the default step.  The second stage first merges the copies of each
+    default rule's, ``eta = 1 / (l^2 ||T*||)`` (:data:`DECOMPOSE_ETA`): half the
+    stability limit ``2 / (l^2 w)`` of every fitted component (``w <= ||T*||``),
+    where the rule's eighth is chosen for long runs down to the regulariser
+    floor.  Its initialisation radius is :data:`DECOMPOSE_DELTA` = 8 times the
+    rule's radius for that step (the rule shrinks the radius as the step
+    grows, which would lengthen the escape from zero).  The stage stops at
+    ``handoff``, long before the floor, and is about three times shorter
+    this way; should it diverge all the same, it is rerun once with the
+    default rule.  The second stage first merges the copies of each
     fitted direction (``refine(compress=DEFAULT_COMPRESS)``): Algorithm 1's
     model holds several near-parallel copies of most target components, and
     Levenberg--Marquardt on the merged model solves a smaller, better
     conditioned system.  When that refinement does not reach ``tol`` (it
     happens when the copies of *different* target components are still
     aligned at the handoff, as for strongly correlated targets), the
-    refinement is rerun from Algorithm 1's full model.
+    refinement is rerun from Algorithm 1's full model; when that falls short
+    too (a correlated target of order 4 can leave Levenberg--Marquardt in a
+    spurious minimum from a handoff at 0.3), Algorithm 1 is rerun to half the
+    handoff, at most :data:`DECOMPOSE_RETRIES` times, and the best result is
+    returned.
 
     Parameters
     ----------
@@ -756,8 +794,8 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
         ``compress=None`` refines Algorithm 1's model as it is.
     **algorithm1_kwargs
         Extra keyword arguments of :func:`tdcore.algorithm1` (its ``tol`` is
-        ``max(handoff, tol)``); an explicit ``eta`` replaces the step above
-        (and is not retried).
+        ``max(handoff, tol)``); an explicit ``eta`` replaces the step and the
+        radius above (and is not retried), an explicit ``delta`` the radius.
 
     Returns
     -------
@@ -780,24 +818,48 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     a1_kwargs = dict(algorithm1_kwargs)
     own_eta = a1_kwargs.get("eta") is None
     if own_eta:
-        l = len(target.shape)
-        a1_kwargs["eta"] = DECOMPOSE_ETA / (l * l * _norm(target))
-    try:
-        res1 = algorithm1(target, m, tol=max(handoff, tol), seed=seed, **a1_kwargs)
-    except DivergenceError:
-        if not own_eta:
-            raise
-        a1_kwargs["eta"] = None  # the default rule's step
-        res1 = algorithm1(target, m, tol=max(handoff, tol), seed=seed, **a1_kwargs)
-    t1 = time.perf_counter()
-    res2 = refine(res1.model, target, tol=tol, **rk)
-    fallback = False
-    if not res2.converged and rk["compress"] is not None:
-        res3 = refine(res1.model, target, tol=tol, **{**rk, "compress": None})
-        fallback = True
-        if res3.rel_error <= res2.rel_error:
-            res2 = res3
-    t2 = time.perf_counter()
+        from ._algorithm1 import default_params
+
+        l, tn = len(target.shape), _norm(target)
+        a1_kwargs["eta"] = DECOMPOSE_ETA / (l * l * tn)
+        if a1_kwargs.get("delta") is None:
+            # the default rule's radius for this step (it shrinks as the step grows), times DECOMPOSE_DELTA
+            dp = default_params(target.shape[0], l, check_int("m", m, minimum=1), tn,
+                                epochs=a1_kwargs.get("epochs"), eta=a1_kwargs["eta"])
+            a1_kwargs["delta"] = DECOMPOSE_DELTA * dp.delta
+
+    def stage1(h):
+        try:
+            return algorithm1(target, m, tol=h, seed=seed, **a1_kwargs)
+        except DivergenceError:
+            if not own_eta:
+                raise
+            a1_kwargs["eta"], a1_kwargs["delta"] = None, algorithm1_kwargs.get("delta")  # the default rule
+            return algorithm1(target, m, tol=h, seed=seed, **a1_kwargs)
+
+    handoffs = [max(handoff, tol)]
+    for _ in range(DECOMPOSE_RETRIES):
+        if handoffs[-1] * 0.5 > tol:
+            handoffs.append(handoffs[-1] * 0.5)
+    t_a1 = t_ref = 0.0
+    best, fallback = None, False
+    for retries, h in enumerate(handoffs):
+        t1 = time.perf_counter()
+        res1 = stage1(h)
+        t2 = time.perf_counter()
+        res2 = refine(res1.model, target, tol=tol, **rk)
+        if not res2.converged and rk["compress"] is not None:
+            res3 = refine(res1.model, target, tol=tol, **{**rk, "compress": None})
+            fallback = True
+            if res3.rel_error <= res2.rel_error:
+                res2 = res3
+        t3 = time.perf_counter()
+        t_a1, t_ref = t_a1 + (t2 - t1), t_ref + (t3 - t2)
+        if best is None or res2.rel_error < best[1].rel_error:
+            best = (res1, res2)
+        if res2.converged:
+            break
+    res1, res2 = best
     return DecomposeResult(model=res2.model, rel_error=res2.rel_error, converged=res2.converged, algorithm1=res1,
-                           refine=res2, elapsed=t2 - t0, elapsed_algorithm1=t1 - t0, elapsed_refine=t2 - t1,
-                           refine_fallback=fallback)
+                           refine=res2, elapsed=time.perf_counter() - t0, elapsed_algorithm1=t_a1,
+                           elapsed_refine=t_ref, refine_fallback=fallback, retries=retries)

@@ -158,7 +158,8 @@ class _Run:
             M.reshape(B, m * m)[:, :: m + 1] += h1
             plan = ("m", M)
         else:
-            Gp = G * G if l == 3 else (_ipow(G, l - 1) if l > 3 else G)
+            # G is not needed after this (n2 and nrm are taken already): square it in place at l = 3
+            Gp = xp.multiply(G, G, out=G) if l == 3 else (_ipow(G, l - 1) if l > 3 else G)
             UM = (U * (eta * l * s)[..., None, :]) @ Gp  # eta l U diag(s) G^{o(l-1)}
             model2 = (s * _coldot(U, UM)).sum(axis=-1) / (eta * l)
             UM *= s[..., None, :]

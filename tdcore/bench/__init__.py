@@ -13,6 +13,7 @@ Nothing here plots or needs matplotlib.
 * ``tdcore.bench.suite``: every measurement (``bench_*``), the quick and
   full configurations ``BENCH_SUITE`` and ``run_benchmark``;
 * ``tdcore.bench.baselines``: time to accuracy against CP-ALS and the power method;
+* ``tdcore.bench.accuracy``: time to ``1e-6`` of ``decompose`` against CP-ALS at its best initialisation;
 * ``tdcore.bench.report``: the Markdown tables written beside each result
   and the headline figures against the issue's targets.
 
@@ -24,6 +25,7 @@ Examples
 True
 """
 
+from .accuracy import TTA_CASES, bench_time_to_accuracy, bench_time_to_accuracy_vs_d
 from .baselines import BASELINE_METHODS, BASELINES_MIN_SEEDS, bench_baselines, bench_baselines_sweep
 from .report import METHOD_LABELS, VARIANT_LABELS, bench_headline, report_markdown, target_met, variants_of
 from .suite import (
@@ -40,6 +42,7 @@ from .suite import (
     bench_scale,
     bench_step_callable,
     bench_step_floor,
+    bench_to_dense,
     dense_gradient_step,
     run_benchmark,
 )
@@ -65,8 +68,9 @@ __all__ = [
     "BENCH_NAMES", "BENCH_ENGINE",
     # measurements
     "bench_run_state", "bench_step_callable", "bench_step_floor", "dense_gradient_step", "bench_implicit_dense",
-    "bench_memory", "bench_scale", "bench_batch", "bench_gpu_status", "bench_gpu", "GPU_NOT_MEASURED",
+    "bench_memory", "bench_to_dense", "bench_scale", "bench_batch", "bench_gpu_status", "bench_gpu", "GPU_NOT_MEASURED",
     "bench_baselines", "bench_baselines_sweep", "BASELINE_METHODS", "BASELINES_MIN_SEEDS", "bench_build",
+    "bench_time_to_accuracy", "bench_time_to_accuracy_vs_d", "TTA_CASES",
     # the suite and its reports
     "BENCH_SUITE", "BENCH_TARGETS", "run_benchmark", "report_markdown", "bench_headline", "target_met",
     "variants_of", "VARIANT_LABELS", "METHOD_LABELS",

@@ -62,6 +62,17 @@ def _dense_md(tm, mem):
     return "\n".join(lines)
 
 
+def _to_dense_md(rows):
+    if not rows:
+        return ""
+    body = [[r["d"], r["order"], r["m"], f"{r['entries']:.1e}", fmt_time(r["to_dense_s"]), fmt_time(r["product_s"]),
+             f"{r['ratio']:.2f}x", f"{r['ratio_of_minima']:.2f}x", f"{r['max_abs_diff']:.1e}"] for r in rows]
+    return ("\n\n`SymCP.to_dense` against the one matrix product that writes the same tensor (its Khatri-Rao "
+            "block built beforehand; both allocate their result), timed in alternation:\n\n"
+            + _md_table(["d", "order", "m", "entries", "to_dense", "one product", "to_dense / product",
+                         "ratio of minima", "max. difference"], body))
+
+
 def _batch_md(res):
     rows = [["installed", fmt_time(res["sequential_s"]), fmt_time(res["batched_s"]), f"{res['throughput_ratio']:.2f}x",
              f"{res['max_abs_diff_rel_error']:.1e}"]]
@@ -208,7 +219,7 @@ def report_markdown(name, payload):
         variants = [k[:-len("_ratio")] for k in rows[0] if k.endswith("_ratio") and k != "ratio"] if rows else []
         return _step_floor_md(rows, variants)
     if name == "dense":
-        return _dense_md(payload["time"], payload["memory"])
+        return _dense_md(payload["time"], payload["memory"]) + _to_dense_md(payload.get("to_dense"))
     if name == "scale":
         return _scale_md(payload["runs"])
     if name == "batch":
@@ -335,6 +346,12 @@ def bench_headline(results):
                                     f"memory slope in d: implicit {de['memory']['implicit']['slope']:.2f}, "
                                     f"dense {de['memory']['dense']['slope']:.2f})",
             at_target_size=(tm["d"], tm["order"], tm["m"]) == (64, 4, 256))
+    td = de.get("to_dense") if de else None
+    if td:
+        row = next((r for r in td if (r["d"], r["order"], r["m"]) == (200, 3, 10)), td[0])
+        add("to_dense", row["ratio"], f" (ratio of minima {row['ratio_of_minima']:.3g}"
+            + "".join(f"; d={r['d']}, order {r['order']}, m={r['m']}: {r['ratio']:.3g}" for r in td if r is not row)
+            + ")", at_target_size=(row["d"], row["order"], row["m"]) == (200, 3, 10))
     sc = results.get("scale")
     if sc:
         run = next((r for r in sc["runs"] if r["d"] == 10_000 and not r["polish"]

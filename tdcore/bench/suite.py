@@ -209,6 +209,46 @@ def _dense_inputs(d, order, m, r, seed=0):
     return T, U, s
 
 
+def bench_to_dense(sizes=((200, 3, 10), (60, 4, 10)), *, repeats=7, min_time=0.05):
+    """``SymCP.to_dense`` against the one matrix product that writes the same tensor.
+
+    For each ``(d, order, m)``: a random SymCP with ``m`` components; the
+    contender is that product alone, ``K @ (diag(w) F^T)`` with the Khatri--Rao
+    block ``K`` (``d^(l-1) x m``) built beforehand; like ``to_dense`` it
+    allocates its result (writing into a reused array instead would also save
+    the first touch of fresh pages, which a function returning a new array
+    cannot).  Both are timed in alternation in one process (:func:`time_interleaved`).
+
+    Returns
+    -------
+    list of dict
+        Per size: ``to_dense_s``, ``product_s`` (medians), ``ratio`` (median of
+        the paired ratios), ``ratio_of_minima`` and ``max_abs_diff`` (the two
+        results against each other, relative to the largest entry).
+    """
+    from .._tensor import random_target
+
+    rows = []
+    for d, order, m in sizes:
+        T = random_target(int(d), int(m), int(order), seed=0)
+        T = type(T)(T.weights * np.linspace(0.5, 1.5, T.m), T.factors, T.order)
+        F, w = T.factors, T.weights
+        K = F
+        for _ in range(order - 2):
+            K = (K[:, None, :] * F[None, :, :]).reshape(-1, F.shape[1])
+        W = w[:, None] * F.T
+        t = time_interleaved({"to_dense": T.to_dense, "product": lambda: K @ W}, repeats=repeats, min_time=min_time)
+        ref = T.to_dense().reshape(K.shape[0], d)
+        out = K @ W
+        sm = t["_samples"]
+        rows.append({"d": int(d), "order": int(order), "m": int(m), "entries": float(d) ** order,
+                     "to_dense_s": t["to_dense"], "product_s": t["product"],
+                     "ratio": bench_paired_ratio(t, "to_dense", "product"),
+                     "ratio_of_minima": min(sm["to_dense"]) / min(sm["product"]),
+                     "max_abs_diff": float(np.max(np.abs(ref - out)) / np.max(np.abs(out)))})
+    return rows
+
+
 def bench_implicit_dense(d=64, order=4, m=256, r=8, *, repeats=3, variants=None):
     """Algorithm 1's implicit step vs :func:`dense_gradient_step` at one size, time_interleaved.
 
@@ -663,10 +703,12 @@ BENCH_SUITE = {
     "dense": {
         "quick": {"time": {"d": 64, "order": 4, "m": 256, "r": 8, "repeats": 3},
                   "memory": {"implicit": [64, 256, 1024, 4096], "dense": [8, 16, 24, 32], "order": 4, "m": 256,
-                             "r": 8}},
+                             "r": 8},
+                  "to_dense": {"sizes": [(100, 3, 10)], "repeats": 5}},
         "full": {"time": {"d": 64, "order": 4, "m": 256, "r": 8, "repeats": 5},
                  "memory": {"implicit": [64, 256, 1024, 4096, 16384], "dense": [8, 16, 24, 32, 48, 64], "order": 4,
-                            "m": 256, "r": 8}},
+                            "m": 256, "r": 8},
+                 "to_dense": {"sizes": [(200, 3, 10), (100, 3, 50), (60, 4, 10)], "repeats": 11}},
     },
     "scale": {
         "quick": {"runs": [{"d": 10_000, "r": 10, "order": 3, "m": 40, "tol": 1e-2},
@@ -714,6 +756,8 @@ BENCH_TARGETS = {
     "baselines": ("decompose time to 1e-2 / CP-ALS's, where ALS succeeds (d=20, r=5; worst target type)", "<=", 3.0),
     "baselines_tight": ("decompose time to 1e-6 / CP-ALS's, where ALS succeeds (d=20, r=5; worst target type)", "<=",
                         3.0),
+    "to_dense": ("SymCP.to_dense / the one matrix product writing the same tensor (d=200, order 3, m=10)", "<=",
+                 1.2),
     "accuracy": ("decompose time to 1e-6 / TensorLy CP-ALS at its best init, worst case of the time-to-accuracy "
                  "table", "<=", 1.0),
 }
@@ -757,6 +801,8 @@ def run_benchmark(name, *, quick=True, backend="cupy", variants=None, batch_vari
         payload["time"] = bench_implicit_dense(**cfg["time"], variants=variants)
         payload["memory"] = {k: bench_memory(k, mc[k], order=mc["order"], m=mc["m"], r=mc["r"])
                              for k in ("implicit", "dense")}
+        if "to_dense" in cfg:
+            payload["to_dense"] = bench_to_dense(**cfg["to_dense"])
     elif name == "scale":
         payload["runs"] = [bench_scale(**rc) for rc in cfg["runs"]]
     elif name == "batch":
@@ -791,7 +837,7 @@ def run_benchmark(name, *, quick=True, backend="cupy", variants=None, batch_vari
 #: Configuration entries each benchmark accepts (``run_benchmark(name, **overrides)``).
 _CONFIG_KEYS = {
     "step": ("sizes", "repeats", "min_time"),
-    "dense": ("time", "memory"),
+    "dense": ("time", "memory", "to_dense"),
     "scale": ("runs",),
     "batch": ("B", "d", "m", "r", "order", "epochs", "iters", "repeats", "seq_trials", "allocator_check", "timeout",
               "workers"),

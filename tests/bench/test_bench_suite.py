@@ -285,13 +285,16 @@ def test_build_reads_the_current_directory_by_default(tmp_path, monkeypatch):
 TINY = {
     "step": {"sizes": [(5, 4, 2, 3)], "repeats": 2, "min_time": 0.001},
     "dense": {"time": {"d": 6, "order": 3, "m": 4, "r": 2, "repeats": 2},
-              "memory": {"implicit": [4, 8], "dense": [4, 6], "order": 3, "m": 4, "r": 2}},
+              "memory": {"implicit": [4, 8], "dense": [4, 6], "order": 3, "m": 4, "r": 2},
+              "to_dense": {"sizes": [(8, 3, 3), (5, 4, 2)], "repeats": 2, "min_time": 0.001}},
     "scale": {"runs": [{"d": 20, "r": 2, "order": 3, "m": 5, "epochs": 1, "iters": 10},
                        {"d": 20, "r": 2, "order": 3, "m": 5, "tol": 1e-8, "method": "decompose"}]},
     "batch": {"B": 2, "d": 6, "m": 3, "r": 2, "order": 3, "epochs": 1, "iters": 3, "repeats": 1},
     "gpu": {},
     "baselines": {"kinds": ("separated",), "d": 6, "r": 2, "seeds": [0], "als_iter_max": 20, "repeats": 1,
                   "sweep": {"ds": [6, 7], "seeds": [0], "repeats": 1, "als_iter_max": 20}},
+    "accuracy": {"cases": [("random", "random", 6, 2, 3)], "seeds": [0], "repeats": 1, "als_iter_max": 20,
+                 "vs_d": {"ds": [6, 7], "r": 2, "seeds": [0], "repeats": 1, "als_iter_max": 20}},
     "build": {},
 }
 
@@ -417,3 +420,63 @@ def test_prepatch_context_restores_installed_code():
     assert (_algorithm1._Run.step, _algorithm1.fit_terms, _objective.FactoredTarget.contract) == before
     rows = perf_patch.time_steps([(5, 4, 2, 3, 1)], repeats=1, min_time=0.001)
     assert rows[0]["speedup"] > 0
+
+
+def _acc_rec(method, seed, t, ok, init=None):
+    r = {"method": method, "seed": seed, "time_s": t, "success": ok, "rel_error": 1e-7 if ok else 1e-2}
+    if method == "decompose":
+        r.update(time_algorithm1_s=t / 2, time_refine_s=t / 2, lm_iters=5, refine_fallback=False)
+    else:
+        r.update(init=init, n_iter=10)
+    return r
+
+
+def test_accuracy_summary_takes_the_faster_init_whatever_its_success_rate():
+    from tdcore.bench.accuracy import _summarize
+
+    recs = [_acc_rec("decompose", s, 4e-3, True) for s in range(3)]
+    recs += [_acc_rec("cp_als", s, 2e-3 if s == 0 else 9e-3, s == 0, "random") for s in range(3)]  # 1/3, fast
+    recs += [_acc_rec("cp_als", s, 5e-3, True, "svd") for s in range(3)]  # 3/3, slower
+    out = _summarize(recs, ("random", "svd"))
+    assert out["best_init"] == "random" and out["best_als_s"] == pytest.approx(2e-3)
+    assert out["ratio"] == pytest.approx(2.0) and out["met"] is False
+    assert out["best_init_all_seeds"] == "svd" and out["ratio_all_seeds"] == pytest.approx(0.8)
+    # expected time with restarts: all the time spent over the successes
+    assert out["cp_als_random"]["expected_s"] == pytest.approx((2e-3 + 2 * 9e-3) / 1)
+    # a decompose failure misses the goal whatever the times
+    recs[0] = _acc_rec("decompose", 0, 1e-3, False)
+    assert _summarize(recs, ("random", "svd"))["met"] is False
+    # decompose faster than every init: met
+    fast = [_acc_rec("decompose", s, 1e-3, True) for s in range(3)] + recs[3:]
+    assert _summarize(fast, ("random", "svd"))["met"] is True
+
+
+def test_accuracy_record_and_headline():
+    res = bench.bench_time_to_accuracy([("random", "random", 6, 2, 3), ("orthogonal", "orthogonal", 6, 2, 3)],
+                                       seeds=[0, 1], repeats=1, als_iter_max=30)
+    if res["status"] == "skipped":
+        pytest.skip(res["reason"])
+    assert [r["label"] for r in res["rows"]] == ["random", "orthogonal"]
+    for r in res["rows"]:
+        assert r["decompose"]["n"] == 2 and r["m"] == 6
+        assert set(r) >= {"cp_als_random", "cp_als_svd", "best_init", "ratio", "met"}
+        assert r["decompose"]["successes"] == 2  # decompose reaches 1e-6 on these easy targets
+    assert len(res["records"]) == 2 * 2 * 3 and res["all_identical"]
+    (h,) = [x for x in bench.bench_headline({"accuracy": {"mode": "full", "result": res}}) if x["key"] == "accuracy"]
+    worst = max(r["ratio"] for r in res["rows"] if r["ratio"] is not None)
+    assert h["value"] == pytest.approx(worst) and h["met"] == (worst <= 1.0)
+    assert "cases met" in h["sentence"]
+
+
+def test_to_dense_record_and_headline():
+    rows = bench.bench_to_dense(((8, 3, 3), (6, 4, 2)), repeats=2, min_time=0.001)
+    assert [(r["d"], r["order"], r["m"]) for r in rows] == [(8, 3, 3), (6, 4, 2)]
+    for r in rows:
+        assert r["to_dense_s"] > 0 and r["product_s"] > 0 and r["ratio"] > 0
+        assert r["max_abs_diff"] <= 1e-15  # the same product
+    hs = {h["key"]: h for h in bench.bench_headline({"dense": {"time": {"d": 6, "order": 3, "m": 4, "speedup": 2.0},
+                                                               "memory": {"implicit": {"slope": 1.0},
+                                                                          "dense": {"slope": 3.0}},
+                                                               "to_dense": rows}})}
+    assert hs["to_dense"]["value"] == rows[0]["ratio"] and hs["to_dense"]["met"] is None  # not the target size
+

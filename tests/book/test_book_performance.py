@@ -31,11 +31,14 @@ TINY = {
     "gpu": {},
     "baselines": {"kinds": ("separated",), "d": 6, "r": 2, "seeds": [0], "als_iter_max": 20, "repeats": 1,
                   "sweep": {"ds": [6, 7], "seeds": [0], "repeats": 1, "als_iter_max": 20}},
+    "accuracy": {"cases": [("random", "random", 6, 2, 3), ("orthogonal", "orthogonal", 6, 2, 3)], "seeds": [0, 1],
+                 "repeats": 1, "als_iter_max": 30,
+                 "vs_d": {"ds": [6, 7], "r": 2, "seeds": [0], "repeats": 1, "als_iter_max": 30}},
     "build": {},
 }
 # the chapter's cells that write sentences, by benchmark
 STORY_CELLS = {"step": "perf-09", "dense": "perf-12b", "scale": "perf-16b", "batch": "perf-18b", "gpu": "perf-20",
-               "baselines": "perf-22", "baselines_sweep": "perf-23a", "build": "perf-24"}
+               "baselines": "perf-22", "baselines_sweep": "perf-23a", "accuracy": "perf-23e", "build": "perf-24"}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +94,15 @@ def test_plots_draw(res):
         with pytest.raises(ValueError, match="eps"):
             ch.plot_bench_baselines(res["baselines"], ax=ax, eps=0.5)
         plt.close(fig)
+    if res["accuracy"]["result"]["status"] == "measured":
+        fig, ax = plt.subplots()
+        assert ch.plot_time_to_accuracy_vs_d(res["accuracy"], ax=ax) is ax
+        assert len(ax.lines) >= 3  # decompose and ALS with each of the two inits
+        assert [int(x) for x in ax.lines[0].get_xdata()] == [6, 7]
+        plt.close(fig)
+    ax = ch.plot_time_to_accuracy_vs_d({"result": {"status": "skipped"}})
+    assert ax.texts
+    plt.close(ax.figure)
     fig, ax = plt.subplots()
     ch.plot_bench_memory_model(res, ax=ax, d=8, order=3, m=4)
     assert len(ax.lines) >= 3
@@ -231,3 +243,20 @@ def test_lookups():
     assert ch.baseline_summary(res, "cp_als", "k", 1e-6) is None
     assert ch.baseline_ratio(res, "decompose", "k", 0.01)["n_seeds"] == 2
     assert ch.superscript(12) == "\u00b9\u00b2"
+
+
+def test_accuracy_story_names_the_missed_cases(res):
+    acc = res["accuracy"]
+    if acc["result"]["status"] != "measured":
+        pytest.skip(acc["result"]["reason"])
+    rows = acc["result"]["rows"]
+    text = story(res, "accuracy")
+    assert f"on every seed of {sum(r['decompose_all_seeds'] for r in rows)} of {len(rows)} cases" in text
+    for r in rows:
+        assert (f"Missed: *{r['label']}*" in text) == (not r["met"])
+    # a row decompose loses is named with both ALS ratios
+    lost = {**rows[0], "met": False, "ratio": 2.0, "best_init": "random", "ratio_all_seeds": 1.5,
+            "best_init_all_seeds": "svd", "best_als_all_seeds_s": 1e-3, "label": "made-up"}
+    text = story({"accuracy": {**acc, "result": {**acc["result"], "rows": [lost]}}}, "accuracy")
+    assert "Missed: *made-up*" in text and "ratio is 1.50" in text
+
