@@ -35,9 +35,9 @@ def _mT(a):
 class FactoredTarget:
     """Internal form of a SymCP target on a backend (possibly batched)."""
 
-    def __init__(self, V, w, order):
+    def __init__(self, V, w, order, norm2=None):
         self.V, self.w, self.order = V, w, order
-        self.norm2 = _factored_norm2(V, w, order)
+        self.norm2 = _factored_norm2(V, w, order) if norm2 is None else norm2
         self.d = V.shape[-2]
 
     def contract(self, U):

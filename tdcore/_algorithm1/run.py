@@ -733,7 +733,7 @@ def _prepare_targets(targets, be, dtype):
         t = targets[0]
         op = make_target_operator(t, be, dtype)
         if isinstance(op, FactoredTarget):
-            op = FactoredTarget(op.V[None], op.w[None], op.order)
+            op = FactoredTarget(op.V[None], op.w[None], op.order, norm2=op.norm2[None])  # the same target
         bases = [subspace_basis(t)] * len(targets) if isinstance(t, SymCP) else None
         return op, bases
     if not all(isinstance(t, SymCP) for t in targets):
