@@ -749,10 +749,10 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     """Algorithm 1 down to ``handoff``, then :func:`refine` down to ``tol``.
 
     The first stage is :func:`tdcore.algorithm1` with a step four times the
-    default rule's, ``eta = 1 / (l^2 ||T*||)`` (:data:`DECOMPOSE_ETA`): half the
+    default rule's, ``eta = 1 / (l^2 ||T*||)`` (``DECOMPOSE_ETA``): half the
     stability limit ``2 / (l^2 w)`` of every fitted component (``w <= ||T*||``),
     where the rule's eighth is chosen for long runs down to the regulariser
-    floor.  Its initialisation radius is :data:`DECOMPOSE_DELTA` = 8 times the
+    floor.  Its initialisation radius is ``DECOMPOSE_DELTA`` = 8 times the
     rule's radius for that step (the rule shrinks the radius as the step
     grows, which would lengthen the escape from zero).  The stage stops at
     ``handoff``, long before the floor, and is about three times shorter
@@ -767,7 +767,7 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     refinement is rerun from Algorithm 1's full model; when that falls short
     too (a correlated target of order 4 can leave Levenberg--Marquardt in a
     spurious minimum from a handoff at 0.3), Algorithm 1 is rerun to half the
-    handoff, at most :data:`DECOMPOSE_RETRIES` times, and the best result is
+    handoff, at most ``DECOMPOSE_RETRIES`` times, and the best result is
     returned.
 
     Parameters
@@ -779,13 +779,13 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
         Final relative error asked of :func:`refine` (> 0).
     handoff : float
         Relative error at which Algorithm 1 stops (its ``tol``) and the
-        refinement takes over (> 0).  Of 0.3, 0.1, 0.05 and 0.02, the default
-        0.3 was the fastest or within timing noise of the fastest to both
-        1e-2 and 1e-6 on separated and orthogonal comparison targets, and
-        two to eight times faster than the others on correlated ones, where
-        Algorithm 1's regulariser slows its last approach (d = 20, r = 5,
-        m = 15, 10 seeds each; every run succeeded at every handoff):
+        refinement takes over (> 0).  Of 0.3, 0.1, 0.05 and 0.02 (d = 20,
+        r = 5, m = 15, 10 seeds per target type; every run succeeded at every
+        handoff): on separated and orthogonal comparison targets 0.1 was up
+        to a fifth faster than 0.3, on correlated ones (where the time is
+        largest) 0.3 was the fastest, and 0.02 was the slowest everywhere:
         ``scripts/refine_benchmark.py``, results in ``results/refine_benchmark.md``.
+        The differences between 0.3 and 0.1 are about a millisecond.
     seed : int or numpy.random.Generator, optional
         Seed of Algorithm 1.
     refine_kwargs : dict, optional

@@ -392,7 +392,7 @@ def plot_race(*, ax=None, kind="correlated", seed=0, rho=0.7, eps=0.02, d=10, r=
 def decompose_vs_als(cases=TTA_BOOK_CASES, *, seeds=range(3), eps=1e-6, repeats=1):
     """Time to ``eps`` of ``decompose`` and of CP-ALS (both TensorLy inits) on each case, live.
 
-    A thin wrapper of :func:`tdcore.bench.accuracy.bench_time_to_accuracy` (same
+    A thin wrapper of ``tdcore.bench.bench_time_to_accuracy`` (same
     targets, seeds and protocol as the stored benchmark, one BLAS thread).
     """
     from threadpoolctl import threadpool_limits

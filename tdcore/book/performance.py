@@ -540,7 +540,7 @@ def explore_memory_model(*, ax=None, d=64, order=4, m=256, results=None):
 
 def accuracy_rows(data):
     """The rows of a time-to-accuracy result: a ``bench_accuracy`` payload, its ``result``/``vs_d``, or a
-    :func:`tdcore.bench.accuracy.bench_time_to_accuracy` return value (``[]`` when skipped)."""
+    ``tdcore.bench.bench_time_to_accuracy`` return value (``[]`` when skipped)."""
     res = data.get("result", data) if isinstance(data, dict) else data
     return res["rows"] if res.get("status") == "measured" else []
 
@@ -551,7 +551,7 @@ def plot_time_to_accuracy_vs_d(data, *, ax=None):
     Parameters
     ----------
     data : dict
-        :func:`tdcore.bench.accuracy.bench_time_to_accuracy_vs_d`'s result (stored
+        ``tdcore.bench.bench_time_to_accuracy_vs_d``'s result (stored
         under ``"vs_d"`` in the ``accuracy`` benchmark's payload, or live).
     ax : matplotlib Axes, optional
 

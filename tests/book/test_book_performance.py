@@ -146,7 +146,10 @@ def test_tables_and_stories_from_payloads(res):
 def test_scale_story(res):
     rec = next(r for r in res["scale"]["runs"] if r["method"] == "decompose")
     text = story({"scale": {"runs": [rec]}}, "scale")
-    assert f"{rec['rel_error']:.1e}" in text and "Levenberg" in text
+    assert f"{rec['rel_error']:.1e}" in text and "Levenberg" in text and "peaked" not in text
+    mem = {**rec, "peak_traced_bytes": 3 * 2**30, "factor_bytes": 2**30, "process_peak_rss_bytes": 4 * 2**30}
+    text = story({"scale": {"runs": [mem]}}, "scale")
+    assert "peaked at 3.00 GiB, 3.0 times one d × m factor matrix (1024 MiB" in text
 
 
 def test_batch_story(res):
