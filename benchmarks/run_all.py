@@ -30,15 +30,18 @@ HERE = Path(__file__).resolve().parent  # this folder: perf_patch.py sits beside
 
 
 def _variants(use_patch):
-    """The code before the hot-path rewrite as an extra contender (benchmarks/perf_patch.py)."""
+    """Extra contenders of the step: the batched (stacked) code on one trial (tdcore.bench.StackedStepRun)
+    and the code before the hot-path rewrite (benchmarks/perf_patch.py)."""
+    from tdcore.bench import StackedStepRun
+
     if not use_patch:
-        return None, None
+        return {"stacked": StackedStepRun}, None
     try:
         sys.path.insert(0, str(HERE))
         import perf_patch
     except ImportError:
-        return None, None
-    return {"prepatch": perf_patch.PrepatchRun}, {"prepatch": perf_patch.prepatch}
+        return {"stacked": StackedStepRun}, None
+    return {"stacked": StackedStepRun, "prepatch": perf_patch.PrepatchRun}, {"prepatch": perf_patch.prepatch}
 
 
 def main(argv=None, *, default_only=None):

@@ -12,7 +12,9 @@ Each of K epochs: re-initialise the column of smallest norm, then H iterations o
 The loop runs on a leading batch axis so that B independent seeds of one
 configuration share every matrix product; ``algorithm1`` is the case B = 1.
 Random numbers come from one NumPy generator per trial, so trial b of a batch
-equals a single run with the same seed, on every backend.
+equals a single run with the same seed, on every backend (to rounding: a single
+NumPy trial takes a path with 2-D arrays, whose products and sums may round
+differently from the stacked ones).
 
 The package is split by concern: :mod:`.params` (the default rule, results, errors,
 the memory estimate), :mod:`.run` (the batched iteration), :mod:`.checkpoint`

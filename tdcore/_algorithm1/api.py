@@ -192,7 +192,7 @@ def algorithm1_batch(targets, m, *, seeds, epochs=None, iters=None, delta=None, 
         Number of components.
     seeds : sequence of int
         One seed per trial; trial b equals ``algorithm1(targets[b], m, seed=seeds[b])``
-        (with the same explicit parameters, if any).
+        (with the same explicit parameters, if any) to rounding.
     divergence : {"freeze", "raise"}
         ``"freeze"`` stops updating a diverged trial and keeps its last finite state
         (marked ``history["diverged_at"]``); ``"raise"`` raises :class:`DivergenceError`.

@@ -37,6 +37,8 @@ class _Run:
         self._post = None  # the fused element-wise tail of a step (see _make_post)
         self._kernels = None  # fused kernels of evaluate on CuPy (see _make_fused)
         self._badk = None  # the divergence test (see _make_badk)
+        self._t1 = None  # work array of _step_host1
+        self._host1_consts = None  # see _factored
         self._thr = None  # divergence threshold per trial (device)
         self._epoch_start = None  # state after this epoch's re-initialisation
         self.stop_requested = False  # set from another thread: stop like Ctrl-C
@@ -308,6 +310,8 @@ class _Run:
         Nothing is read back to the host.
         """
         p = self.p
+        if self.xp is np and self.B == 1 and self._all_active and ev[3][0] == "m" and self._factored:
+            return self._step_host1(ev)
         nrm = ev[4]
         U2 = self._apply_plan(ev[3], self.U, None if self._all_active else self._active_dev)
         G2 = _mT(U2) @ U2
@@ -316,6 +320,81 @@ class _Run:
         nsw = sw.sum(axis=-1) if p.mode_switch else None
         new = (U2, c2, chat2, switched2)
         return nsw, new, self.evaluate(U2, c2, chat2, G=G2, nrm=nrm2)
+
+    def _step_host1(self, ev):
+        """:meth:`step` for a single trial on NumPy (m side, factored target), with the fewest calls.
+
+        The operations of :meth:`step` and :meth:`evaluate`, in the same order, on
+        the 2-D arrays of the one trial: a NumPy call on a 2-D array costs less than
+        on a stacked one, the three reductions are single dot products, and the
+        mode-switch test is skipped once every column has switched (it could only
+        find nothing).  The results agree with the batched code to rounding (its
+        stacked products and sums may round differently), not bit for bit.
+        """
+        p = self.p
+        l, lam = p.order, p.lam
+        el = p.eta * l
+        inv = 1.0 / el
+        M, Q = ev[3][1][0], ev[3][2][0]
+        U, V = self.U[0], self.tgt.V[0]
+        d, m = U.shape
+        U2 = V @ Q
+        if self._t1 is None or self._t1.shape != (d, m):
+            self._t1 = np.empty((d, m), dtype=U.dtype)  # U M (internal: no state keeps it)
+        np.matmul(U, M, out=self._t1)
+        U2 -= self._t1
+        G2 = U2.T @ U2
+        n2 = G2.diagonal()
+        nrm = ev[4][0]
+        nrm2 = np.sqrt(n2)
+        ratio = nrm / nrm2
+        c2 = self.c[0] * ratio
+        chat2 = self.chat[0] * ratio
+        sw0 = self.switched[0]
+        switched2, nsw = sw0, None
+        if p.mode_switch:
+            n_new = 0
+            if not sw0.all():
+                thr = p.switch_threshold
+                sw = (~sw0) & (nrm <= thr) & (nrm2 > thr)
+                n_new = int(np.count_nonzero(sw))
+                if n_new:
+                    c2 = np.where(sw, c2 / p.switch_factor, c2)
+                    switched2 = sw0 | sw
+            nsw = np.array([n_new], dtype=np.int64)
+        # the evaluation at the new state (as evaluate(), m side)
+        s = self.a[0] * _ipow(c2, l - 2)
+        h = _ipow(chat2, l - 2) * _ipow(nrm2, l - 2)
+        reg = lam * float(h @ n2)
+        k = s * math.sqrt(el)
+        Mn = _ipow(G2, l - 1) if l > 2 else G2.copy()
+        Mn *= k[:, None]
+        Mn *= k
+        model2 = float(np.vdot(Mn, G2)) * inv
+        h1 = h * (el * lam)
+        h1 -= 1.0
+        Mn.reshape(m * m)[:: m + 1] += h1
+        A = V.T @ U2
+        Qn = _ipow(A, l - 1) if l > 2 else A.copy()
+        Qn *= self._wcol
+        Qn *= el * s
+        cross = float(np.vdot(Qn, A)) * inv
+        fit = 0.5 * (model2 - 2.0 * cross + self._tn2)
+        new = (U2[None], c2[None], chat2[None], switched2[None])
+        ev2 = (np.array([fit + reg]), np.array([fit]), np.array([reg]), ("m", Mn[None], Qn[None]), nrm2[None])
+        return nsw, new, ev2
+
+    @property
+    def _factored(self):
+        """True for a factored target (and then the one-trial constants of :meth:`_step_host1` are set)."""
+        if self._host1_consts is None:
+            tgt = self.tgt
+            ok = isinstance(tgt, FactoredTarget)
+            if ok:
+                self._wcol = tgt.w.reshape(-1)[:, None] if tgt.w.ndim == 1 else tgt.w[0][:, None]
+                self._tn2 = float(np.asarray(tgt.norm2).reshape(-1)[0])
+            self._host1_consts = ok
+        return self._host1_consts
 
     def _set_active(self, active):
         self.active = np.asarray(active, dtype=bool)

@@ -32,6 +32,7 @@ from .suite import (
     BENCH_SUITE,
     BENCH_TARGETS,
     GPU_NOT_MEASURED,
+    StackedStepRun,
     bench_batch,
     bench_build,
     bench_gpu,
@@ -67,7 +68,7 @@ __all__ = [
     "bench_output_dir", "OUT_ENV_VAR", "write_bench_result", "load_bench_result", "load_bench_results",
     "BENCH_NAMES", "BENCH_ENGINE",
     # measurements
-    "bench_run_state", "bench_step_callable", "bench_step_floor", "dense_gradient_step", "bench_implicit_dense",
+    "bench_run_state", "bench_step_callable", "StackedStepRun", "bench_step_floor", "dense_gradient_step", "bench_implicit_dense",
     "bench_memory", "bench_to_dense", "bench_scale", "bench_batch", "bench_gpu_status", "bench_gpu", "GPU_NOT_MEASURED",
     "bench_baselines", "bench_baselines_sweep", "BASELINE_METHODS", "BASELINES_MIN_SEEDS", "bench_build",
     "bench_time_to_accuracy", "bench_time_to_accuracy_vs_d", "TTA_CASES",

@@ -237,7 +237,8 @@ def report_markdown(name, payload):
 
 #: How stored variants of the step are named in generated text.
 VARIANT_LABELS = {"prepatch": "the code before the hot-path rewrite (commit 35073b1)",
-                  "proposed": "the proposed patch"}
+                  "proposed": "the proposed patch",
+                  "stacked": "one trial through the batched (stacked) code"}
 
 
 def _vlabel(v):

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._algorithm1.run import _Run
+
 from .._stats import fit_loglog_slope
 from .._validate import check_int
 from .baselines import bench_baselines
@@ -39,6 +41,8 @@ __all__ = [
     "bench_run_state",
     "bench_step_callable",
     "bench_step_floor",
+    "StackedStepRun",
+    "bench_to_dense",
     "dense_gradient_step",
     "bench_implicit_dense",
     "bench_memory",
@@ -58,6 +62,17 @@ GPU_NOT_MEASURED = "not measured (no GPU lent)"
 # ---------------------------------------------------------------------------------------------
 # 1. one step vs its floor
 # ---------------------------------------------------------------------------------------------
+class StackedStepRun(_Run):
+    """``_Run`` without the one-trial NumPy path: one trial through the batched (stacked) code.
+
+    A step variant of :func:`bench_step_floor` (the stored step benchmark times it beside the installed step).
+    """
+
+    @property
+    def _factored(self):
+        return False
+
+
 def bench_run_state(d, m, r, order, *, B=1, seed=0, cls=None, backend="numpy", dtype=np.float64, **params):
     """An initialised Algorithm 1 state machine (``_Run``) for timing single steps.
 
