@@ -469,10 +469,6 @@ def _merge_parallel(X, sigma, l, cos_min):
     off.flat[:: m + 1] = 0.0
     if not off.max(initial=0.0) >= cos_min:  # the common case: nothing to merge
         return None
-    iu, ju = np.triu_indices(m, 1)
-    cand = np.abs(C[iu, ju]) >= cos_min
-    if not np.any(cand):
-        return None
     parent = np.arange(m)
 
     def find(a):
@@ -480,13 +476,15 @@ def _merge_parallel(X, sigma, l, cos_min):
             a = parent[a]
         return a
 
-    for i, j in zip(iu[cand], ju[cand]):
+    for i, j in np.argwhere(np.triu(off >= cos_min, 1)):  # the candidate pairs, few
         a, b = find(i), find(j)
         if a != b:
             parent[b] = a
     roots = np.array([find(i) for i in range(m)])
-    Ws, Us = [], []
-    for r in np.unique(roots):
+    count = np.bincount(roots, minlength=m)
+    single = count[roots] == 1
+    Ws, Us = [w[single]], [U[:, single]]  # a cluster of one is its component (W = w_i, u = u_i)
+    for r in np.flatnonzero(count > 1):
         members = np.flatnonzero(roots == r)
         ref = members[np.argmax(np.abs(w[members]))]
         sgn = np.where(C[members, ref] < 0, -1.0, 1.0)
@@ -495,11 +493,12 @@ def _merge_parallel(X, sigma, l, cos_min):
         if W == 0.0:
             continue
         acc = (U[:, members] * sgn) @ wk
-        Ws.append(W)
-        Us.append(acc / np.linalg.norm(acc) * np.sign(W))  # direction of sum_k w_k u_k / W
-    if not Ws:
+        Ws.append(np.array([W]))
+        Us.append((acc / np.linalg.norm(acc) * np.sign(W))[:, None])  # direction of sum_k w_k u_k / W
+    Ws, Us = np.concatenate(Ws), np.concatenate(Us, axis=1)
+    if Ws.size == 0:
         return None
-    return _from_weights(np.array(Ws), np.stack(Us, axis=1), l)
+    return _from_weights(Ws, Us, l)
 
 
 def _to_model(X, sigma, l):
