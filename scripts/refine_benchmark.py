@@ -11,7 +11,10 @@ types and seeds 0..9 it times
 It records success (relative error <= eps) and wall time of every run, and
 writes a JSON file with all runs and a Markdown summary: success counts,
 median times, and the median over seeds of the time ratio decompose / ALS on
-the seeds where ALS succeeds.  Run it with one BLAS thread for stable timings::
+the seeds where ALS succeeds.  A second part times ``decompose(tol=1e-6)`` with
+the handoffs in ``TTA_HANDOFFS`` on the seven cases of the time-to-accuracy
+benchmark (``tdcore.bench.TTA_CASES``, 5 seeds, the fastest of 3 repeats taken
+in alternation).  Run it with one BLAS thread for stable timings::
 
     OPENBLAS_NUM_THREADS=1 python scripts/refine_benchmark.py [--seeds 10] [--out results/refine_benchmark.json]
 """
@@ -32,6 +35,39 @@ from tdcore._refine import decompose
 
 HANDOFFS = (0.3, 0.1, 0.05, 0.02)
 EPS = (1e-2, 1e-6)
+TTA_HANDOFFS = (0.3, 0.2, 0.1)
+
+
+def tta_handoffs(seeds=5, repeats=3):
+    """Median time to 1e-6 of decompose per time-to-accuracy case and handoff (fastest of ``repeats``)."""
+    from tdcore.bench.accuracy import TTA_CASES, tta_target
+
+    rows = []
+    for label, kind, d, r, order in TTA_CASES:
+        targets = [tta_target(kind, d, r, order, s) for s in range(seeds)]
+        best = {h: [float("inf")] * seeds for h in TTA_HANDOFFS}
+        ok = {h: [False] * seeds for h in TTA_HANDOFFS}
+        for _ in range(repeats):
+            for s, T in enumerate(targets):
+                for h in TTA_HANDOFFS:
+                    res = decompose(T, 3 * r, tol=1e-6, seed=s, handoff=h)
+                    best[h][s] = min(best[h][s], res.elapsed)
+                    ok[h][s] = bool(res.converged)
+        rows.append(dict(label=label, kind=kind, d=d, r=r, order=order,
+                         median_s={str(h): float(np.median(best[h])) for h in TTA_HANDOFFS},
+                         successes={str(h): int(sum(ok[h])) for h in TTA_HANDOFFS}))
+        print(label, d, r, order, flush=True)
+    return rows
+
+
+def tta_summary(rows):
+    head = "| case | d, r, order | " + " | ".join(f"handoff {h:g}" for h in TTA_HANDOFFS) + " |"
+    lines = ["", "## Handoffs on the time-to-accuracy cases (decompose to 1e-6, m = 3r, 5 seeds, fastest of 3)",
+             "", "Median times in ms (successes).", "", head, "|---|---|" + "---|" * len(TTA_HANDOFFS)]
+    for x in rows:
+        cells = [f"{1e3 * x['median_s'][str(h)]:.1f} ({x['successes'][str(h)]}/5)" for h in TTA_HANDOFFS]
+        lines.append(f"| {x['label']} | {x['d']}, {x['r']}, {x['order']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -59,6 +95,7 @@ def main(argv=None):
                                      lm_iters=res.refine.n_iter, rel_error=res.rel_error,
                                      success=bool(res.converged)))
             print(kind, s, f"{time.perf_counter() - t_start:.1f}s", flush=True)
+    tta = tta_handoffs()
     meta = dict(d=args.d, r=args.r, m=args.m, order=3, seeds=args.seeds, handoffs=HANDOFFS, eps=EPS,
                 blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), python=platform.python_version(),
                 machine=platform.machine(), total_seconds=time.perf_counter() - t_start)
@@ -66,10 +103,10 @@ def main(argv=None):
     with open(args.out, "w") as fh:
         prov = provenance(modules=("tdcore._tensor", "tdcore._gram", "tdcore._objective", "tdcore._algorithm1",
                                    "tdcore._algorithm1.api", "tdcore._algorithm1.params", "tdcore._algorithm1.run",
-                                   "tdcore._refine", "tdcore._baselines"),
+                                   "tdcore._refine", "tdcore._baselines", "tdcore.bench.accuracy"),
                           script="OPENBLAS_NUM_THREADS=1 python scripts/refine_benchmark.py")
-        json.dump(dict(meta=meta, runs=runs, provenance=prov), fh, separators=(",", ":"))
-    md = summary(runs, meta)
+        json.dump(dict(meta=meta, runs=runs, tta_handoffs=tta, provenance=prov), fh, separators=(",", ":"))
+    md = summary(runs, meta) + tta_summary(tta)
     with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
         fh.write(md)
     print(md)

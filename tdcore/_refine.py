@@ -754,9 +754,9 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
     floor.  Its initialisation radius is ``DECOMPOSE_DELTA`` = 8 times the
     rule's radius for that step (the rule shrinks the radius as the step
     grows, which would lengthen the escape from zero).  The stage stops at
-    ``handoff``, long before the floor, and is about three times shorter
-    this way; should it diverge all the same, it is rerun once with the
-    default rule.  The second stage first merges the copies of each
+    ``handoff``, long before the floor, and is two to three times shorter
+    this way (measured on d = 10 to 50 random targets); should it diverge all
+    the same, it is rerun once with the default rule.  The second stage first merges the copies of each
     fitted direction (``refine(compress=DEFAULT_COMPRESS)``): Algorithm 1's
     model holds several near-parallel copies of most target components, and
     Levenberg--Marquardt on the merged model solves a smaller, better
@@ -778,13 +778,13 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
         Final relative error asked of :func:`refine` (> 0).
     handoff : float
         Relative error at which Algorithm 1 stops (its ``tol``) and the
-        refinement takes over (> 0).  Of 0.3, 0.1, 0.05 and 0.02 (d = 20,
-        r = 5, m = 15, 10 seeds per target type; every run succeeded at every
-        handoff): on separated and orthogonal comparison targets 0.1 was up
-        to a fifth faster than 0.3, on correlated ones (where the time is
-        largest) 0.3 was the fastest, and 0.02 was the slowest everywhere:
-        ``scripts/refine_benchmark.py``, results in ``results/refine_benchmark.md``.
-        The differences between 0.3 and 0.1 are about a millisecond.
+        refinement takes over (> 0).  ``scripts/refine_benchmark.py`` (results
+        in ``results/refine_benchmark.md``) times 0.3, 0.1, 0.05 and 0.02 on
+        d = 20, r = 5 comparison targets, where they differ by about a
+        millisecond either way, and 0.3, 0.2 and 0.1 on the seven cases of
+        the time-to-accuracy benchmark, where 0.3 is the fastest on the two
+        slowest cases (correlated d = 100 and over-complete r > d) and within
+        about a tenth of the fastest on the others.
     seed : int or numpy.random.Generator, optional
         Seed of Algorithm 1.
     refine_kwargs : dict, optional

@@ -11,9 +11,7 @@ and :func:`comparison_table` summarise the runs, :func:`plot_time_to_accuracy` a
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
 
 import numpy as np
 
@@ -51,22 +49,12 @@ TTA_BOOK_CASES = (
 )
 
 
-@contextlib.contextmanager
-def _floor_ok():
-    """Silence Algorithm 1's warning that ``tol`` lies below its regulariser floor (shown on purpose here)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"algorithm1: tol=.* below Algorithm 1's regulariser floor",
-                                category=UserWarning)
-        yield
-
-
 def _default_methods(r, eps, *, gd_iters=5000, gd_eta=0.05, als_iter=1000, a1_epochs=None):
     """The method set of the comparison chapter: name -> callable(target, seed) -> record."""
     def a1(m):
         def run(T, seed):
             t0 = time.perf_counter()
-            with _floor_ok():  # the chapter shows Algorithm 1 alone stopping at its floor
-                res = algorithm1(T, m, seed=seed, backend="numpy", tol=eps, epochs=a1_epochs)
+            res = algorithm1(T, m, seed=seed, backend="numpy", tol=eps, epochs=a1_epochs)
             el = time.perf_counter() - t0
             h = res.history
             return {"rel_error": res.rel_error, "elapsed": el,
@@ -338,8 +326,7 @@ def race(kind="correlated", *, d=10, r=4, order=3, seed=0, rho=0.7, eps=0.02, gd
     T = comparison_target(kind, d, r, order, rho=rho, seed=seed)
     curves = {}
     t0 = time.perf_counter()
-    with _floor_ok():  # the race shows Algorithm 1 alone stopping at its floor
-        res = algorithm1(T, 3 * r, seed=seed, backend="numpy", tol=eps, record_every=10)
+    res = algorithm1(T, 3 * r, seed=seed, backend="numpy", tol=eps, record_every=10)
     el = time.perf_counter() - t0
     its = res.history["iterations"]
     H = res.params.iters
