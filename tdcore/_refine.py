@@ -780,11 +780,12 @@ def decompose(target, m, *, tol=1e-6, handoff=DEFAULT_HANDOFF, seed=None, refine
         Relative error at which Algorithm 1 stops (its ``tol``) and the
         refinement takes over (> 0).  ``scripts/refine_benchmark.py`` (results
         in ``results/refine_benchmark.md``) times 0.3, 0.1, 0.05 and 0.02 on
-        d = 20, r = 5 comparison targets, where they differ by about a
-        millisecond either way, and 0.3, 0.2 and 0.1 on the seven cases of
-        the time-to-accuracy benchmark, where 0.3 is the fastest on the two
-        slowest cases (correlated d = 100 and over-complete r > d) and within
-        about a tenth of the fastest on the others.
+        d = 20, r = 5 comparison targets, where 0.1 and 0.05 took 12 to 44 %
+        less time than 0.3, and 0.3, 0.2 and 0.1 on the seven cases of the
+        time-to-accuracy benchmark, where 0.3 was the fastest on the two
+        slowest cases (correlated d = 100 and over-complete r > d; the others
+        took 16 to 69 % longer there) and at most an eighth slower than the
+        fastest on the other five: it stays the default for that table.
     seed : int or numpy.random.Generator, optional
         Seed of Algorithm 1.
     refine_kwargs : dict, optional
