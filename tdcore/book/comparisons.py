@@ -12,6 +12,7 @@ and :func:`comparison_table` summarise the runs, :func:`plot_time_to_accuracy` a
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -386,7 +387,9 @@ def decompose_vs_als(cases=TTA_BOOK_CASES, *, seeds=range(3), eps=1e-6, repeats=
 
     from ..bench.accuracy import bench_time_to_accuracy
 
-    with threadpool_limits(1):
+    with threadpool_limits(1), warnings.catch_warnings():
+        # TensorLy's SVD start pads a rank above d with random columns (the over-complete case), and says so
+        warnings.filterwarnings("ignore", message="Trying to compute SVD with n_eigenvecs", category=UserWarning)
         return bench_time_to_accuracy(tuple(cases), seeds=seeds, eps=eps, repeats=repeats)
 
 
